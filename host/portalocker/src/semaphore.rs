@@ -1,0 +1,397 @@
+//! portalocker's `BoundedSemaphore` / `NamedBoundedSemaphore`: at most N
+//! holders across processes, one lock file per slot.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::flags::LockMode;
+use crate::lock::{Lock, LockGuard, Patience};
+use crate::mode::FileMode;
+use crate::sys;
+
+/// The most slots a semaphore may have.
+pub const MAX_SLOTS: usize = 10_000;
+/// The longest semaphore name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+/// portalocker's slot file pattern.
+pub const DEFAULT_PATTERN: &str = "{name}.{number:02d}.lock";
+
+/// A semaphore with `maximum` slots shared by every process that uses the
+/// same name and directory, Python's portalocker included.
+///
+/// Slot `n` is the file `{directory}/{name}.{n:02}.lock`; a holder is whoever
+/// holds the exclusive lock on one of them. Acquiring sweeps the slots in
+/// order and takes the first free one. Slot files are never deleted.
+///
+/// ```
+/// use portalocker::BoundedSemaphore;
+/// # let dir = tempfile::tempdir()?;
+/// let sem = BoundedSemaphore::new(2, "workers")?.directory(dir.path());
+/// let a = sem.try_acquire()?;
+/// let b = sem.try_acquire()?;
+/// assert!(sem.try_acquire().unwrap_err().is_contention());
+/// assert_eq!((a.slot(), b.slot()), (0, 1));
+/// assert!(a.path().ends_with("workers.00.lock"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct BoundedSemaphore {
+    maximum: usize,
+    name: String,
+    directory: PathBuf,
+    pattern: String,
+    timeout: Option<Duration>,
+}
+
+impl BoundedSemaphore {
+    /// A semaphore of `maximum` slots named `name` in the system temporary
+    /// directory, with portalocker's 5 second timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `maximum` is 0 or above
+    /// [`MAX_SLOTS`], or `name` is empty, longer than [`MAX_NAME_LEN`],
+    /// `.`/`..`, or contains a path separator or NUL.
+    pub fn new(maximum: usize, name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if maximum == 0 || maximum > MAX_SLOTS {
+            return Err(Error::invalid(format!(
+                "a semaphore needs between 1 and {MAX_SLOTS} slots, not {maximum}"
+            )));
+        }
+        validate_name(&name)?;
+        Ok(Self {
+            maximum,
+            name,
+            directory: std::env::temp_dir(),
+            pattern: DEFAULT_PATTERN.to_owned(),
+            timeout: Some(crate::lock::DEFAULT_TIMEOUT),
+        })
+    }
+
+    /// portalocker's `NamedBoundedSemaphore(maximum)` without a name: a
+    /// random `bounded_semaphore.<n>` name, shared only by whoever is told it.
+    ///
+    /// # Errors
+    ///
+    /// As [`BoundedSemaphore::new`].
+    pub fn with_random_name(maximum: usize) -> Result<Self> {
+        Self::new(
+            maximum,
+            format!("bounded_semaphore.{}", fastrand::u32(0..=1_000_000)),
+        )
+    }
+
+    /// The directory holding the slot files (default: the system temporary
+    /// directory). It must exist when acquiring.
+    pub fn directory(mut self, directory: impl AsRef<Path>) -> Self {
+        let directory = directory.as_ref();
+        self.directory = std::path::absolute(directory).unwrap_or_else(|_| directory.to_path_buf());
+        self
+    }
+
+    /// The slot file name pattern, with `{name}` and `{number}` (or
+    /// `{number:0Nd}`, zero-padded to N digits) placeholders. Default
+    /// [`DEFAULT_PATTERN`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the pattern has no `{number}`, has an
+    /// unknown placeholder, or would make a path outside the directory.
+    pub fn filename_pattern(mut self, pattern: impl Into<String>) -> Result<Self> {
+        let pattern = pattern.into();
+        let first = format_slot(&pattern, &self.name, 0)?;
+        let second = format_slot(&pattern, &self.name, 1)?;
+        if first == second {
+            return Err(Error::invalid(format!(
+                "the pattern {pattern:?} does not number the slots"
+            )));
+        }
+        validate_name(&first)?;
+        self.pattern = pattern;
+        Ok(self)
+    }
+
+    /// How long [`BoundedSemaphore::acquire`] waits for a slot (default
+    /// 5 s); zero means one sweep.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Wait as long as it takes for a slot.
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// The number of slots.
+    pub fn maximum(&self) -> usize {
+        self.maximum
+    }
+
+    /// The semaphore's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path of slot `number`.
+    pub fn filename(&self, number: usize) -> PathBuf {
+        let name = format_slot(&self.pattern, &self.name, number)
+            .expect("the pattern was validated when it was set");
+        self.directory.join(name)
+    }
+
+    /// The slot paths in sweep order.
+    pub fn filenames(&self) -> Vec<PathBuf> {
+        (0..self.maximum).map(|n| self.filename(n)).collect()
+    }
+
+    /// Take a free slot, waiting up to the timeout.
+    ///
+    /// Blocks. While every slot is busy it parks on one slot in the kernel
+    /// (so a release of that slot hands it over at once) and re-sweeps all
+    /// slots at short, growing intervals (1 ms up to 50 ms).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimedOut`] when no slot came free in time
+    /// ([`Error::WouldBlock`] for a zero timeout); [`Error::Io`] when a slot
+    /// file cannot be opened (a missing directory, a symlink) or locked.
+    pub fn acquire(&self) -> Result<SemaphorePermit> {
+        self.acquire_with(Patience::from_timeout(self.timeout))
+    }
+
+    /// One sweep of the slots; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when every slot is taken; [`Error::Io`] as
+    /// [`BoundedSemaphore::acquire`].
+    pub fn try_acquire(&self) -> Result<SemaphorePermit> {
+        self.acquire_with(Patience::Once)
+    }
+
+    /// portalocker's `fail_when_locked=False`: wait up to the timeout, then
+    /// return `None` instead of an error when the semaphore is still full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] as [`BoundedSemaphore::acquire`].
+    pub fn acquire_or_none(&self) -> Result<Option<SemaphorePermit>> {
+        match self.acquire() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(e) if e.is_contention() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn acquire_with(&self, patience: Patience) -> Result<SemaphorePermit> {
+        let mut pause = Duration::from_millis(1);
+        for round in 0usize.. {
+            if let Some(permit) = self.sweep()? {
+                return Ok(permit);
+            }
+            let slice = match patience.remaining() {
+                Some(left) if left.is_zero() => break,
+                Some(left) => left.min(pause),
+                None => pause,
+            };
+            let park = round % self.maximum;
+            if let Some(permit) = self.park_on(park, slice)? {
+                return Ok(permit);
+            }
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        let contention = patience.contention(&self.directory);
+        Err(match contention {
+            Error::TimedOut { timeout, .. } => Error::TimedOut {
+                path: Some(self.filename(0)),
+                timeout,
+                holder_pid: None,
+            },
+            _ => Error::WouldBlock {
+                path: Some(self.filename(0)),
+                holder_pid: None,
+            },
+        })
+    }
+
+    /// Try every slot once, in order.
+    fn sweep(&self) -> Result<Option<SemaphorePermit>> {
+        for slot in 0..self.maximum {
+            match self.slot_lock(slot).try_acquire() {
+                Ok(guard) => return Ok(Some(SemaphorePermit { guard, slot })),
+                Err(e) if e.is_contention() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Wait up to `slice` in the kernel for one slot.
+    fn park_on(&self, slot: usize, slice: Duration) -> Result<Option<SemaphorePermit>> {
+        let lock = self.slot_lock(slot);
+        let path = lock.path().to_path_buf();
+        let mut options = FileMode::Append.open_options();
+        let file: File = sys::open_no_follow(&path, &mut options).map_err(|e| Error::io("open", path.clone(), e))?;
+        let locked = sys::lock_until(&file, LockMode::Exclusive, Instant::now() + slice)
+            .map_err(|e| Error::io("lock", path.clone(), e))?;
+        if !locked {
+            return Ok(None);
+        }
+        Ok(Some(SemaphorePermit {
+            guard: LockGuard::from_locked(file, path, LockMode::Exclusive),
+            slot,
+        }))
+    }
+
+    fn slot_lock(&self, slot: usize) -> Lock {
+        Lock::new(self.filename(slot)).mode(FileMode::Append)
+    }
+}
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("maximum", &self.maximum)
+            .field("name", &self.name)
+            .field("directory", &self.directory)
+            .field("pattern", &self.pattern)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A held slot of a [`BoundedSemaphore`]. Dropping it frees the slot.
+#[derive(Debug)]
+#[must_use = "if unused the slot is released immediately"]
+pub struct SemaphorePermit {
+    guard: LockGuard,
+    slot: usize,
+}
+
+impl SemaphorePermit {
+    /// The slot number held.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The slot file held.
+    pub fn path(&self) -> &Path {
+        self.guard.path()
+    }
+
+    /// Free the slot now, reporting failures.
+    ///
+    /// # Errors
+    ///
+    /// As [`LockGuard::release`].
+    pub fn release(self) -> Result<()> {
+        self.guard.release()
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid("a semaphore name must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "a semaphore name must be at most {MAX_NAME_LEN} bytes, not {}",
+            name.len()
+        )));
+    }
+    if name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        return Err(Error::invalid(format!(
+            "a semaphore name must be a plain file name: {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Expand `{name}`, `{number}` and `{number:0Nd}` in `pattern`.
+fn format_slot(pattern: &str, name: &str, number: usize) -> Result<String> {
+    let mut out = String::with_capacity(pattern.len() + name.len());
+    let mut rest = pattern;
+    let mut numbered = false;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| Error::invalid(format!("unclosed '{{' in pattern {pattern:?}")))?;
+        let field = &rest[open + 1..open + close];
+        match field {
+            "name" => out.push_str(name),
+            "number" => {
+                out.push_str(&number.to_string());
+                numbered = true;
+            }
+            _ => {
+                let width = field
+                    .strip_prefix("number:0")
+                    .and_then(|w| w.strip_suffix('d'))
+                    .and_then(|w| w.parse::<usize>().ok())
+                    .filter(|w| *w <= 20)
+                    .ok_or_else(|| {
+                        Error::invalid(format!("unknown placeholder {{{field}}} in pattern {pattern:?}"))
+                    })?;
+                out.push_str(&format!("{number:0width$}"));
+                numbered = true;
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    if !numbered {
+        return Err(Error::invalid(format!(
+            "the pattern {pattern:?} has no {{number}} placeholder"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_match_portalocker() {
+        let sem = BoundedSemaphore::new(3, "jobs").unwrap().directory("/x");
+        assert_eq!(sem.filename(0), PathBuf::from("/x/jobs.00.lock"));
+        assert_eq!(sem.filename(7), PathBuf::from("/x/jobs.07.lock"));
+        assert_eq!(sem.filename(123), PathBuf::from("/x/jobs.123.lock"));
+        assert_eq!(sem.filenames().len(), 3);
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        assert!(BoundedSemaphore::new(0, "a").is_err());
+        assert!(BoundedSemaphore::new(MAX_SLOTS + 1, "a").is_err());
+        for name in ["", ".", "..", "a/b", "a\\b", "a\0b"] {
+            assert!(BoundedSemaphore::new(1, name).is_err(), "{name:?}");
+        }
+        assert!(BoundedSemaphore::new(1, "x".repeat(MAX_NAME_LEN + 1)).is_err());
+        assert!(BoundedSemaphore::new(1, "x".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn custom_patterns() {
+        let sem = BoundedSemaphore::new(2, "db").unwrap().directory("/d");
+        let sem = sem.filename_pattern("slot-{number:03d}-{name}").unwrap();
+        assert_eq!(sem.filename(4), PathBuf::from("/d/slot-004-db"));
+        let sem = BoundedSemaphore::new(2, "db").unwrap();
+        for bad in ["{name}.lock", "{number", "{nope}{number}", "../{number}", "{number:0999d}"] {
+            assert!(sem.clone().filename_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn random_names_look_like_portalockers() {
+        let sem = BoundedSemaphore::with_random_name(2).unwrap();
+        assert!(sem.name().starts_with("bounded_semaphore."));
+    }
+}
