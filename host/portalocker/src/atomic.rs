@@ -49,14 +49,19 @@ impl AtomicFile {
     /// created or written.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let destination = std::path::absolute(path).map_err(|e| Error::io("resolve", path.to_path_buf(), e))?;
+        let destination =
+            std::path::absolute(path).map_err(|e| Error::io("resolve", path.to_path_buf(), e))?;
         if std::fs::symlink_metadata(&destination).is_ok() {
             return Err(exists(&destination));
         }
-        let parent = destination
-            .parent()
-            .ok_or_else(|| Error::invalid(format!("'{}' has no parent directory", destination.display())))?;
-        std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent.to_path_buf(), e))?;
+        let parent = destination.parent().ok_or_else(|| {
+            Error::invalid(format!(
+                "'{}' has no parent directory",
+                destination.display()
+            ))
+        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io("create directory", parent.to_path_buf(), e))?;
         for _ in 0..NAME_ATTEMPTS {
             let temp = parent.join(format!(".portalocker.{:016x}.tmp", fastrand::u64(..)));
             let mut options = OpenOptions::new();
@@ -76,7 +81,9 @@ impl AtomicFile {
         Err(Error::io(
             "create a temporary file beside",
             destination,
-            io::Error::other(format!("no free temporary name after {NAME_ATTEMPTS} attempts")),
+            io::Error::other(format!(
+                "no free temporary name after {NAME_ATTEMPTS} attempts"
+            )),
         ))
     }
 
@@ -113,7 +120,10 @@ impl AtomicFile {
         match publish(&self.temp, &self.destination) {
             Ok(()) => {
                 if let Err(e) = std::fs::remove_file(&self.temp) {
-                    log::warn!("published, but could not remove '{}': {e}", self.temp.display());
+                    log::warn!(
+                        "published, but could not remove '{}': {e}",
+                        self.temp.display()
+                    );
                 }
                 self.temp = PathBuf::new();
                 Ok(())
@@ -126,7 +136,11 @@ impl AtomicFile {
     fn preserve(&mut self, op: &'static str, error: io::Error) -> Error {
         let temp = std::mem::take(&mut self.temp);
         let message = format!("{error}; payload preserved at {}", temp.display());
-        Error::io(op, self.destination.clone(), io::Error::new(error.kind(), message))
+        Error::io(
+            op,
+            self.destination.clone(),
+            io::Error::new(error.kind(), message),
+        )
     }
 }
 
@@ -138,7 +152,10 @@ fn publish(temp: &Path, destination: &Path) -> io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if sys::hard_links_unsupported(&e) => {
             if std::fs::symlink_metadata(destination).is_ok() {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the destination exists"));
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the destination exists",
+                ));
             }
             std::fs::rename(temp, destination)
         }
@@ -204,7 +221,10 @@ impl Write for AtomicFile {
 ///
 /// As [`AtomicFile::create`] and [`AtomicFile::commit`]; an error from
 /// `body` is returned as [`Error::Io`] with nothing published.
-pub fn open_atomic<T>(path: impl AsRef<Path>, body: impl FnOnce(&mut File) -> io::Result<T>) -> Result<T> {
+pub fn open_atomic<T>(
+    path: impl AsRef<Path>,
+    body: impl FnOnce(&mut File) -> io::Result<T>,
+) -> Result<T> {
     let mut file = AtomicFile::create(path)?;
     let value = body(&mut file).map_err(|e| Error::io("write", file.temp.clone(), e))?;
     file.commit()?;

@@ -79,7 +79,9 @@ impl Error {
     /// and the holder is known.
     pub fn holder_pid(&self) -> Option<u32> {
         match self {
-            Error::WouldBlock { holder_pid, .. } | Error::TimedOut { holder_pid, .. } => *holder_pid,
+            Error::WouldBlock { holder_pid, .. } | Error::TimedOut { holder_pid, .. } => {
+                *holder_pid
+            }
             _ => None,
         }
     }
@@ -87,9 +89,9 @@ impl Error {
     /// The file the error is about, when there is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::WouldBlock { path, .. } | Error::TimedOut { path, .. } | Error::Io { path, .. } => {
-                path.as_deref()
-            }
+            Error::WouldBlock { path, .. }
+            | Error::TimedOut { path, .. }
+            | Error::Io { path, .. } => path.as_deref(),
             Error::Compromised { path, .. } => Some(path),
             Error::InvalidArgument(_) => None,
         }
@@ -103,7 +105,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<Option<PathBuf>>, source: io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<Option<PathBuf>>,
+        source: io::Error,
+    ) -> Self {
         Error::Io {
             op,
             path: path.into(),
@@ -118,7 +124,10 @@ impl Error {
     /// Attach a path and holder to a contention error that has none.
     pub(crate) fn with_context(mut self, lock_path: &Path, pid: Option<u32>) -> Self {
         match &mut self {
-            Error::WouldBlock { path, holder_pid } | Error::TimedOut { path, holder_pid, .. } => {
+            Error::WouldBlock { path, holder_pid }
+            | Error::TimedOut {
+                path, holder_pid, ..
+            } => {
                 if path.is_none() {
                     *path = Some(lock_path.to_path_buf());
                 }

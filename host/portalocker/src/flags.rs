@@ -80,7 +80,13 @@ impl LockFlags {
             LockMode::Exclusive => Self::EXCLUSIVE.0,
             LockMode::Shared => Self::SHARED.0,
         };
-        Self(kind | if non_blocking { Self::NON_BLOCKING.0 } else { 0 })
+        Self(
+            kind | if non_blocking {
+                Self::NON_BLOCKING.0
+            } else {
+                0
+            },
+        )
     }
 
     /// Check the flags as portalocker 4.4.2 does before any system call, and
@@ -159,7 +165,10 @@ mod tests {
     #[test]
     fn accepts_the_four_valid_combinations() {
         use LockFlags as F;
-        assert_eq!(F::EXCLUSIVE.validate().unwrap(), (LockMode::Exclusive, false));
+        assert_eq!(
+            F::EXCLUSIVE.validate().unwrap(),
+            (LockMode::Exclusive, false)
+        );
         assert_eq!(F::SHARED.validate().unwrap(), (LockMode::Shared, false));
         assert_eq!(
             (F::EXCLUSIVE | F::NON_BLOCKING).validate().unwrap(),
@@ -190,7 +199,10 @@ mod tests {
 
     #[test]
     fn debug_names_the_flags() {
-        assert_eq!(format!("{:?}", LockFlags::default()), "EXCLUSIVE | NON_BLOCKING");
+        assert_eq!(
+            format!("{:?}", LockFlags::default()),
+            "EXCLUSIVE | NON_BLOCKING"
+        );
         assert_eq!(format!("{:?}", LockFlags::EMPTY), "LockFlags(0)");
     }
 

@@ -129,7 +129,10 @@ pub(crate) enum Patience {
     /// One attempt; contention is [`Error::WouldBlock`].
     Once,
     /// Until the deadline; then [`Error::TimedOut`].
-    Until { deadline: Instant, timeout: Duration },
+    Until {
+        deadline: Instant,
+        timeout: Duration,
+    },
     /// As long as it takes.
     Forever,
 }
@@ -181,7 +184,9 @@ impl Patience {
     pub(crate) fn remaining(self) -> Option<Duration> {
         match self {
             Patience::Once => Some(Duration::ZERO),
-            Patience::Until { deadline, .. } => Some(deadline.saturating_duration_since(Instant::now())),
+            Patience::Until { deadline, .. } => {
+                Some(deadline.saturating_duration_since(Instant::now()))
+            }
             Patience::Forever => None,
         }
     }
@@ -198,7 +203,12 @@ impl Patience {
 
 /// portalocker's retry schedule: attempts at multiples of `interval` from
 /// the start, each sleep at least 1 ms and capped at the deadline.
-fn poll(file: &File, mode: LockMode, deadline: Option<Instant>, interval: Duration) -> io::Result<bool> {
+fn poll(
+    file: &File,
+    mode: LockMode,
+    deadline: Option<Instant>,
+    interval: Duration,
+) -> io::Result<bool> {
     let start = Instant::now();
     for attempt in 1u32.. {
         if sys::try_lock(file, mode)? {
@@ -398,7 +408,9 @@ impl Lock {
         };
         if !locked {
             let holder = sys::holder_pid(&file);
-            return Err(patience.contention(&self.path).with_context(&self.path, holder));
+            return Err(patience
+                .contention(&self.path)
+                .with_context(&self.path, holder));
         }
         let guard = LockGuard {
             file: Some(file),
@@ -431,12 +443,16 @@ pub struct LockGuard {
 impl LockGuard {
     /// The locked file.
     pub fn file(&self) -> &File {
-        self.file.as_ref().expect("a guard holds its file until released")
+        self.file
+            .as_ref()
+            .expect("a guard holds its file until released")
     }
 
     /// The locked file, mutably.
     pub fn file_mut(&mut self) -> &mut File {
-        self.file.as_mut().expect("a guard holds its file until released")
+        self.file
+            .as_mut()
+            .expect("a guard holds its file until released")
     }
 
     /// The path of the lock file.

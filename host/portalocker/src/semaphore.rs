@@ -237,7 +237,8 @@ impl BoundedSemaphore {
         let lock = self.slot_lock(slot);
         let path = lock.path().to_path_buf();
         let mut options = FileMode::Append.open_options();
-        let file: File = sys::open_no_follow(&path, &mut options).map_err(|e| Error::io("open", path.clone(), e))?;
+        let file: File = sys::open_no_follow(&path, &mut options)
+            .map_err(|e| Error::io("open", path.clone(), e))?;
         let locked = sys::lock_until(&file, LockMode::Exclusive, Instant::now() + slice)
             .map_err(|e| Error::io("lock", path.clone(), e))?;
         if !locked {
@@ -337,7 +338,9 @@ fn format_slot(pattern: &str, name: &str, number: usize) -> Result<String> {
                     .and_then(|w| w.parse::<usize>().ok())
                     .filter(|w| *w <= 20)
                     .ok_or_else(|| {
-                        Error::invalid(format!("unknown placeholder {{{field}}} in pattern {pattern:?}"))
+                        Error::invalid(format!(
+                            "unknown placeholder {{{field}}} in pattern {pattern:?}"
+                        ))
                     })?;
                 out.push_str(&format!("{number:0width$}"));
                 numbered = true;
@@ -384,7 +387,13 @@ mod tests {
         let sem = sem.filename_pattern("slot-{number:03d}-{name}").unwrap();
         assert_eq!(sem.filename(4), PathBuf::from("/d/slot-004-db"));
         let sem = BoundedSemaphore::new(2, "db").unwrap();
-        for bad in ["{name}.lock", "{number", "{nope}{number}", "../{number}", "{number:0999d}"] {
+        for bad in [
+            "{name}.lock",
+            "{number",
+            "{nope}{number}",
+            "../{number}",
+            "{number:0999d}",
+        ] {
             assert!(sem.clone().filename_pattern(bad).is_err(), "{bad}");
         }
     }

@@ -76,7 +76,11 @@ pub(crate) fn lock_until(file: &File, mode: LockMode, deadline: Instant) -> io::
 
 /// Poll with an exponential backoff from 50 µs to 1 ms, capped at the
 /// deadline: the fallback where a parked wait cannot be interrupted.
-pub(crate) fn lock_until_polling(file: &File, mode: LockMode, deadline: Instant) -> io::Result<bool> {
+pub(crate) fn lock_until_polling(
+    file: &File,
+    mode: LockMode,
+    deadline: Instant,
+) -> io::Result<bool> {
     let mut pause = Duration::from_micros(50);
     loop {
         if try_lock(file, mode)? {

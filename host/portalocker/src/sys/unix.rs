@@ -11,13 +11,18 @@ use crate::flags::LockMode;
 
 /// portalocker treats `EACCES` and `EAGAIN` from the lock call as contention.
 pub(super) fn contention_errno(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EACCES) | Some(libc::EAGAIN))
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EACCES) | Some(libc::EAGAIN)
+    )
 }
 
 /// Open `path` with `options`, refusing to follow a symlink in the last
 /// component. New files get `0o666 & !umask`, as `open()` in Python does.
 pub(crate) fn open_no_follow(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
-    options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o666);
+    options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o666);
     options.open(path).map_err(|error| {
         let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         if error.raw_os_error() == Some(libc::ELOOP) && is_link {
@@ -52,7 +57,10 @@ pub(crate) fn hard_links_unsupported(error: &io::Error) -> bool {
 
 /// Whether an `fsync` failure only says the file cannot be synced.
 pub(crate) fn fsync_unsupported(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTSUP))
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::ENOTSUP)
+    )
 }
 
 /// The PID holding an exclusive or shared `flock` on `file`, read from
