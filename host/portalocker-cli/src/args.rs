@@ -1,0 +1,136 @@
+//! Command-line arguments.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The longest timeout accepted, in seconds (about 31 years): anything
+/// larger is a mistake, not a wish.
+pub const MAX_TIMEOUT_SECS: f64 = 1e9;
+
+/// Run commands under portalocker's locks: file locks and named bounded
+/// semaphores that exclude Python programs using portalocker too.
+///
+/// Exit status: the command's own (128+N if it died of signal N), or the
+/// conflict exit code (default 1) when the lock could not be taken, 64 for
+/// invalid arguments, 74 when the lock file could not be opened or locked,
+/// 126 when the command cannot be run and 127 when it does not exist.
+#[derive(Debug, Parser)]
+#[command(name = "portalocker", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command while holding a lock on a file (created if missing).
+    ///
+    /// Without -n or -w it waits as long as it takes. The lock is a
+    /// flock(2) lock, the one portalocker and flock(1) take.
+    Lock(LockArgs),
+    /// Run a command while holding one slot of a named bounded semaphore.
+    ///
+    /// The slot files are portalocker's: DIR/NAME.00.lock, NAME.01.lock, ...
+    /// The command sees its slot number in PORTALOCKER_SLOT.
+    Semaphore(SemaphoreArgs),
+}
+
+/// How long to wait, and what to say, shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Fail at once instead of waiting if the lock is held.
+    #[arg(short = 'n', long = "nonblock", conflicts_with = "timeout")]
+    pub nonblock: bool,
+    /// Give up after SECS seconds (fractions allowed; 0 is the same as -n).
+    #[arg(short = 'w', long = "timeout", value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
+    pub timeout: Option<Duration>,
+    /// The exit status when the lock could not be taken.
+    #[arg(
+        short = 'E',
+        long = "conflict-exit-code",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub conflict_exit_code: u8,
+    /// Say nothing while waiting or on conflict.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `portalocker lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Take a shared lock instead of an exclusive one.
+    #[arg(short, long)]
+    pub shared: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// The lock file (or an existing directory).
+    pub path: PathBuf,
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `portalocker semaphore`.
+#[derive(Debug, Args)]
+pub struct SemaphoreArgs {
+    /// How many holders at once.
+    #[arg(long, value_name = "N")]
+    pub slots: usize,
+    /// The semaphore's name: the slot files' prefix.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The directory of the slot files (default: the system temp directory).
+    #[arg(long = "dir", value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Parse a timeout in seconds: finite, not negative, not absurd.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "the timeout must be a finite number of seconds >= 0, not {text}"
+        ));
+    }
+    if secs > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "a timeout of {text} seconds is absurd (the limit is {MAX_TIMEOUT_SECS})"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_are_validated() {
+        assert_eq!(parse_timeout("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "nan", "inf", "1e300", "soon", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The subcommands: take the lock, say what we wait for, run the command.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use portalocker::{BoundedSemaphore, Error, FileMode, Lock, LockGuard, SemaphorePermit};
+
+use crate::args::{Cli, Command, LockArgs, SemaphoreArgs, WaitArgs};
+use crate::child;
+
+/// How long a wait stays silent before saying what it waits for.
+const QUIET_WAIT: Duration = Duration::from_millis(300);
+
+/// A failure to report and the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit status.
+    pub code: u8,
+    /// What to print after `portalocker: `.
+    pub message: String,
+}
+
+/// Run the subcommand; `Ok` carries the command's exit status.
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Lock(args) => lock(args),
+        Command::Semaphore(args) => semaphore(args),
+    }
+}
+
+fn lock(args: LockArgs) -> Result<u8, Failure> {
+    let mode = if args.path.is_dir() {
+        FileMode::Read
+    } else {
+        FileMode::Append
+    };
+    let mut lock = Lock::new(&args.path).mode(mode);
+    if args.shared {
+        lock = lock.shared();
+    }
+    let kind = if args.shared { "shared" } else { "exclusive" };
+    let what = format!("{kind} lock on {}", args.path.display());
+    let guard: LockGuard = wait_for(
+        &args.wait,
+        &what,
+        |patience| match patience {
+            Some(timeout) => lock.acquire_timeout(timeout),
+            None => lock.clone().no_timeout().acquire(),
+        },
+        || holder_of(lock.path()).map(|pid| pid.to_string()),
+    )?;
+    let status = child::run(&args.command, &[]);
+    drop(guard);
+    status
+}
+
+fn semaphore(args: SemaphoreArgs) -> Result<u8, Failure> {
+    let mut sem =
+        BoundedSemaphore::new(args.slots, &args.name).map_err(|e| failure(&args.wait, e))?;
+    if let Some(directory) = &args.directory {
+        sem = sem.directory(directory);
+    }
+    let what = format!(
+        "one of {} slots of semaphore {:?} in {}",
+        sem.maximum(),
+        sem.name(),
+        sem.filename(0).parent().unwrap_or(Path::new("")).display()
+    );
+    let permit: SemaphorePermit = wait_for(
+        &args.wait,
+        &what,
+        |patience| match patience {
+            Some(timeout) => sem.clone().timeout(timeout).acquire(),
+            None => sem.clone().no_timeout().acquire(),
+        },
+        || {
+            let pids: Vec<String> = sem
+                .filenames()
+                .iter()
+                .filter_map(|p| holder_of(p))
+                .map(|p| p.to_string())
+                .collect();
+            (!pids.is_empty()).then(|| pids.join(", "))
+        },
+    )?;
+    let slot = permit.slot().to_string();
+    let status = child::run(&args.command, &[("PORTALOCKER_SLOT", slot)]);
+    drop(permit);
+    status
+}
+
+/// Acquire through `attempt` (given a timeout, or `None` for no limit):
+/// once silently, then, past a moment of waiting, saying on stderr what we
+/// wait for and who holds it.
+fn wait_for<T>(
+    wait: &WaitArgs,
+    what: &str,
+    attempt: impl Fn(Option<Duration>) -> portalocker::Result<T>,
+    holders: impl Fn() -> Option<String>,
+) -> Result<T, Failure> {
+    let limit = if wait.nonblock {
+        Some(Duration::ZERO)
+    } else {
+        wait.timeout
+    };
+    let started = Instant::now();
+    let first = limit.map_or(QUIET_WAIT, |limit| limit.min(QUIET_WAIT));
+    match attempt(Some(first)) {
+        Ok(held) => return Ok(held),
+        Err(e) if e.is_contention() && limit.is_none_or(|limit| limit > first) => {}
+        Err(e) => return Err(failure(wait, e)),
+    }
+    if !wait.quiet {
+        let holder = holders()
+            .map(|h| format!(" (held by PID {h})"))
+            .unwrap_or_default();
+        eprintln!("portalocker: waiting for {what}{holder}");
+    }
+    let rest = limit.map(|limit| limit.saturating_sub(started.elapsed()));
+    attempt(rest).map_err(|e| match (e, limit) {
+        // Report the whole wait, not just its last stretch.
+        (
+            Error::TimedOut {
+                path, holder_pid, ..
+            },
+            Some(timeout),
+        ) => failure(
+            wait,
+            Error::TimedOut {
+                path,
+                timeout,
+                holder_pid,
+            },
+        ),
+        (e, _) => failure(wait, e),
+    })
+}
+
+/// The PID holding a lock on `path`, where the platform tells.
+fn holder_of(path: &Path) -> Option<u32> {
+    portalocker::holder_pid(&File::open(path).ok()?)
+}
+
+/// Map a library error onto an exit status and message.
+fn failure(wait: &WaitArgs, error: Error) -> Failure {
+    let code = match &error {
+        e if e.is_contention() => wait.conflict_exit_code,
+        Error::InvalidArgument(_) => 64,
+        _ => 74,
+    };
+    let message = if error.is_contention() && wait.quiet {
+        String::new()
+    } else {
+        error.to_string()
+    };
+    Failure { code, message }
+}
