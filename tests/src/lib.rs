@@ -1,1 +1,39 @@
-//! Shared helpers for the cross-process tests.
+//! The worker processes that the cross-process tests start: a Rust program
+//! (`lockworker`) and a Python one (`python/pl_worker.py`) that speak the
+//! same small protocol, so a test can mix them freely.
+//!
+//! Holders print `locked` (or `slot N`) on stdout once they hold the lock and
+//! release it when their stdin closes. Counters take the lock, read the
+//! decimal number in a data file, write it back incremented, and release.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// Read the decimal counter in `path` (missing or empty is 0).
+///
+/// # Errors
+///
+/// When the file cannot be read or does not hold a number.
+pub fn read_counter(path: &Path) -> io::Result<u64> {
+    match fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(0),
+        Ok(text) => text.trim().parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path:?}: {e}: {text:?}"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `value` to the counter file `path`.
+///
+/// # Errors
+///
+/// When the file cannot be written.
+pub fn write_counter(path: &Path, value: u64) -> io::Result<()> {
+    fs::write(path, value.to_string())
+}

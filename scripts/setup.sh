@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the demo and the test suite need on a fresh machine. Safe to
+# run again: each step checks first.
+#
+#  - Rust targets: x86_64-pc-windows-gnu and x86_64-apple-darwin, for the
+#    compile checks of the core on Windows and macOS;
+#  - a Python virtual environment with portalocker 4.4.2 from PyPI, for the
+#    interoperability tests (at $PORTALOCKER_VENV, default
+#    ~/.cache/portalocker-rs/venv).
+set -euo pipefail
+
+cache="${PORTALOCKER_CACHE:-$HOME/.cache/portalocker-rs}"
+venv="${PORTALOCKER_VENV:-$cache/venv}"
+
+need_targets=()
+installed_targets="$(rustup target list --installed)"
+for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
+    grep -qx "$target" <<<"$installed_targets" || need_targets+=("$target")
+done
+if ((${#need_targets[@]})); then
+    echo "setup: rustup target add ${need_targets[*]}"
+    rustup target add "${need_targets[@]}"
+fi
+
+if ! "$venv/bin/python" -c 'import portalocker, sys; sys.exit(portalocker.__version__ != "4.4.2")' 2>/dev/null; then
+    command -v python3 >/dev/null || {
+        echo "setup: python3 is missing; install it (Debian: apt-get install python3 python3-venv)" >&2
+        exit 1
+    }
+    echo "setup: creating $venv with portalocker 4.4.2"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check portalocker==4.4.2
+fi

@@ -1,0 +1,106 @@
+"""The Python twin of lockworker, driving the real portalocker package.
+
+Same commands and output as tests/src/bin/lockworker.rs.
+"""
+
+import os
+import sys
+import time
+
+import portalocker
+
+
+def wait_for_stdin_close():
+    for _ in sys.stdin:
+        pass
+
+
+def read_counter(path):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return 0
+    return int(text) if text else 0
+
+
+def write_counter(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def track_inside(track, delta):
+    with portalocker.Lock(os.path.join(track, "track.lock"), timeout=60):
+        inside = read_counter(os.path.join(track, "inside")) + delta
+        assert inside >= 0, "more releases than holds"
+        write_counter(os.path.join(track, "inside"), inside)
+        if inside > read_counter(os.path.join(track, "peak")):
+            write_counter(os.path.join(track, "peak"), inside)
+
+
+def semaphore(directory, name, slots):
+    return portalocker.NamedBoundedSemaphore(
+        int(slots), name=name, directory=directory, timeout=120, check_interval=0.001
+    )
+
+
+def main(argv):
+    command, args = argv[0], argv[1:]
+    if command == "version":
+        print(portalocker.__version__)
+    elif command == "hold":
+        flags = portalocker.LOCK_EX
+        if args[1:] == ["--shared"]:
+            flags = portalocker.LOCK_SH
+        with portalocker.Lock(args[0], flags=flags | portalocker.LOCK_NB, timeout=120):
+            print("locked", flush=True)
+            wait_for_stdin_close()
+    elif command == "try":
+        try:
+            with portalocker.Lock(args[0], fail_when_locked=True, timeout=0):
+                pass
+        except portalocker.AlreadyLocked:
+            sys.exit(3)
+    elif command == "count":
+        lock, data, n = args
+        for _ in range(int(n)):
+            with portalocker.Lock(lock, timeout=120, check_interval=0.001):
+                write_counter(data, read_counter(data) + 1)
+    elif command == "sem-hold":
+        sem = semaphore(*args)
+        lock = sem.acquire()
+        slot = [str(p) for p in sem.get_filenames()].index(str(lock.filename))
+        print(f"slot {slot}", flush=True)
+        wait_for_stdin_close()
+        sem.release()
+    elif command == "sem-try":
+        sem = semaphore(*args)
+        sem.timeout = 0
+        try:
+            sem.acquire()
+        except portalocker.AlreadyLocked:
+            sys.exit(3)
+        sem.release()
+    elif command == "sem-count":
+        directory, name, slots, n, track = args
+        sem = semaphore(directory, name, slots)
+        for _ in range(int(n)):
+            sem.acquire()
+            track_inside(track, 1)
+            time.sleep(0.002)
+            track_inside(track, -1)
+            sem.release()
+    elif command == "pid-hold":
+        with portalocker.PidFileLock(args[0]) as holder:
+            assert holder is None, f"held by {holder}"
+            print("locked", flush=True)
+            wait_for_stdin_close()
+    elif command == "pid-try":
+        with portalocker.PidFileLock(args[0]) as holder:
+            print("acquired" if holder is None else f"held-by {holder}", flush=True)
+    else:
+        sys.exit(f"unknown command {argv!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,115 @@
+//! A worker process for the cross-process tests; see the crate docs.
+//!
+//! ```text
+//! lockworker hold LOCK [--shared]             hold until stdin closes
+//! lockworker try LOCK                          exit 0 if it could lock, 3 if busy
+//! lockworker count LOCK DATA N                 N locked increments of DATA
+//! lockworker sem-hold DIR NAME SLOTS           hold a slot until stdin closes
+//! lockworker sem-count DIR NAME SLOTS N TRACK  N slot holds, tracking peak concurrency
+//! lockworker pid-hold PIDFILE                  hold a PID-file lock until stdin closes
+//! lockworker pid-try PIDFILE                   print "acquired" or "held-by PID"
+//! ```
+
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock};
+use portalocker_tests::{read_counter, write_counter};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["hold", lock] => hold(Lock::new(lock).no_timeout().acquire()?),
+        ["hold", lock, "--shared"] => hold(Lock::new(lock).shared().no_timeout().acquire()?),
+        ["try", lock] => match Lock::new(lock).try_acquire() {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_contention() => std::process::exit(3),
+            Err(e) => Err(e.into()),
+        },
+        ["count", lock, data, n] => {
+            let lock = Lock::new(lock).no_timeout();
+            for _ in 0..n.parse::<u64>()? {
+                let guard = lock.acquire()?;
+                let value = read_counter(Path::new(data))?;
+                write_counter(Path::new(data), value + 1)?;
+                guard.release()?;
+            }
+            Ok(())
+        }
+        ["sem-hold", dir, name, slots] => {
+            let permit = semaphore(dir, name, slots)?.acquire()?;
+            println!("slot {}", permit.slot());
+            io::stdout().flush()?;
+            wait_for_stdin_close();
+            Ok(permit.release()?)
+        }
+        ["sem-count", dir, name, slots, n, track] => {
+            let sem = semaphore(dir, name, slots)?;
+            for _ in 0..n.parse::<u64>()? {
+                let permit = sem.acquire()?;
+                track_inside(Path::new(track), 1)?;
+                thread::sleep(Duration::from_millis(2));
+                track_inside(Path::new(track), -1)?;
+                permit.release()?;
+            }
+            Ok(())
+        }
+        ["pid-hold", path] => {
+            let guard = PidFileLock::new(path).acquire()?;
+            println!("locked");
+            io::stdout().flush()?;
+            wait_for_stdin_close();
+            Ok(guard.release()?)
+        }
+        ["pid-try", path] => {
+            match PidFileLock::new(path).acquire_or_holder()? {
+                PidLock::Acquired(_) => println!("acquired"),
+                PidLock::HeldBy(pid) => println!("held-by {pid}"),
+            }
+            Ok(())
+        }
+        _ => bail!("unknown arguments {args:?}; see the source for usage"),
+    }
+}
+
+fn semaphore(dir: &str, name: &str, slots: &str) -> Result<BoundedSemaphore> {
+    Ok(BoundedSemaphore::new(slots.parse()?, name)?
+        .directory(dir)
+        .no_timeout())
+}
+
+fn hold(guard: portalocker::LockGuard) -> Result<()> {
+    println!("locked");
+    io::stdout().flush()?;
+    wait_for_stdin_close();
+    Ok(guard.release()?)
+}
+
+fn wait_for_stdin_close() {
+    for line in io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+}
+
+/// Under `TRACK/track.lock`, add `delta` to `TRACK/inside` and raise
+/// `TRACK/peak` to it if higher.
+fn track_inside(track: &Path, delta: i64) -> Result<()> {
+    let guard = Lock::new(track.join("track.lock")).no_timeout().acquire()?;
+    let inside = read_counter(&track.join("inside"))? as i64 + delta;
+    if inside < 0 {
+        bail!("more releases than holds");
+    }
+    write_counter(&track.join("inside"), inside as u64)?;
+    let peak = read_counter(&track.join("peak"))?;
+    if inside as u64 > peak {
+        write_counter(&track.join("peak"), inside as u64).context("peak")?;
+    }
+    guard.release()?;
+    Ok(())
+}
