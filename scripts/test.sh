@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run the whole test suite, installing what it needs first (scripts/setup.sh):
+# formatting, lints, compile checks of the core for Windows and macOS, and
+# every test (unit, doc, multi-process, CLI, and interoperability with
+# Python's portalocker 4.4.2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+cache="${PORTALOCKER_CACHE:-$HOME/.cache/portalocker-rs}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+export PORTALOCKER_PYTHON="${PORTALOCKER_PYTHON:-${PORTALOCKER_VENV:-$cache/venv}/bin/python}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
+    step "cargo check of the core for $target"
+    cargo check -p portalocker --target "$target" --locked
+done
+
+step "build the binaries the tests run"
+cargo build --release --workspace --bins --locked
+
+step "cargo test"
+cargo test --release --workspace --locked
