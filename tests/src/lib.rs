@@ -37,3 +37,11 @@ pub fn read_counter(path: &Path) -> io::Result<u64> {
 pub fn write_counter(path: &Path, value: u64) -> io::Result<()> {
     fs::write(path, value.to_string())
 }
+
+pub mod host;
+
+/// The guest test programs, built by `build.rs`: one `&str` path constant
+/// each, and the `foreach_program!` macro.
+pub mod programs {
+    include!(concat!(env!("OUT_DIR"), "/programs.rs"));
+}

@@ -486,8 +486,49 @@ impl LockGuard {
             .map_err(|e| Error::io("truncate", self.path.clone(), e))
     }
 
-    /// A guard for a file already locked in `mode`.
-    pub(crate) fn from_locked(file: File, path: PathBuf, mode: LockMode) -> Self {
+    /// Lock a file you opened yourself (through a sandboxed directory
+    /// handle, say) and guard it. `path` is only used in messages.
+    ///
+    /// `timeout`: `None` waits as long as it takes, zero tries once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portalocker::{LockGuard, LockMode};
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("opened.lock");
+    /// let file = std::fs::File::create(&path)?;
+    /// let guard = LockGuard::lock_file(file, &path, LockMode::Exclusive, Some(Duration::ZERO))?;
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] (zero timeout) or [`Error::TimedOut`] on
+    /// contention, [`Error::Io`] when locking fails. The file is closed on
+    /// error.
+    pub fn lock_file(
+        file: File,
+        path: impl Into<PathBuf>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<LockGuard> {
+        let path = path.into();
+        let patience = Patience::from_timeout(timeout);
+        match patience.wait(&file, mode, Wait::Park) {
+            Ok(true) => Ok(LockGuard::from_locked(file, path, mode)),
+            Ok(false) => {
+                let holder = sys::holder_pid(&file);
+                Err(patience.contention(&path).with_context(&path, holder))
+            }
+            Err(e) => Err(Error::io("lock", path, e)),
+        }
+    }
+
+    /// Guard a file already locked in `mode` with [`lock`]: dropping the
+    /// guard unlocks and closes it.
+    pub fn from_locked(file: File, path: impl Into<PathBuf>, mode: LockMode) -> Self {
+        let path = path.into();
         Self {
             file: Some(file),
             path,

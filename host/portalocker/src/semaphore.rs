@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
-use crate::lock::{Lock, LockGuard, Patience};
+use crate::lock::{LockGuard, Patience};
 use crate::mode::FileMode;
 use crate::sys;
 
@@ -140,9 +140,18 @@ impl BoundedSemaphore {
 
     /// The path of slot `number`.
     pub fn filename(&self, number: usize) -> PathBuf {
-        let name = format_slot(&self.pattern, &self.name, number)
-            .expect("the pattern was validated when it was set");
-        self.directory.join(name)
+        self.directory.join(self.slot_file_name(number))
+    }
+
+    /// The file name (without directory) of slot `number`.
+    pub fn slot_file_name(&self, number: usize) -> String {
+        format_slot(&self.pattern, &self.name, number)
+            .expect("the pattern was validated when it was set")
+    }
+
+    /// The directory of the slot files.
+    pub fn slot_directory(&self) -> &Path {
+        &self.directory
     }
 
     /// The slot paths in sweep order.
@@ -189,10 +198,39 @@ impl BoundedSemaphore {
         }
     }
 
+    /// [`BoundedSemaphore::acquire`] (with `timeout`, or none; zero sweeps
+    /// once) opening each slot file through `open`, which gets the slot's
+    /// file name: for hosts that confine file access to a directory handle.
+    /// `open` must create missing files and must not follow symlinks.
+    ///
+    /// # Errors
+    ///
+    /// As [`BoundedSemaphore::acquire`]; an error from `open` is
+    /// [`Error::Io`].
+    pub fn acquire_with_opener(
+        &self,
+        timeout: Option<Duration>,
+        open: &dyn Fn(&str) -> std::io::Result<File>,
+    ) -> Result<SemaphorePermit> {
+        self.acquire_through(Patience::from_timeout(timeout), open)
+    }
+
     fn acquire_with(&self, patience: Patience) -> Result<SemaphorePermit> {
+        let open = |name: &str| {
+            let mut options = FileMode::Append.open_options();
+            sys::open_no_follow(&self.directory.join(name), &mut options)
+        };
+        self.acquire_through(patience, &open)
+    }
+
+    fn acquire_through(
+        &self,
+        patience: Patience,
+        open: &dyn Fn(&str) -> std::io::Result<File>,
+    ) -> Result<SemaphorePermit> {
         let mut pause = Duration::from_millis(1);
         for round in 0usize.. {
-            if let Some(permit) = self.sweep()? {
+            if let Some(permit) = self.sweep(open)? {
                 return Ok(permit);
             }
             let slice = match patience.remaining() {
@@ -201,7 +239,7 @@ impl BoundedSemaphore {
                 None => pause,
             };
             let park = round % self.maximum;
-            if let Some(permit) = self.park_on(park, slice)? {
+            if let Some(permit) = self.park_on(park, slice, open)? {
                 return Ok(permit);
             }
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -221,37 +259,43 @@ impl BoundedSemaphore {
     }
 
     /// Try every slot once, in order.
-    fn sweep(&self) -> Result<Option<SemaphorePermit>> {
+    fn sweep(
+        &self,
+        open: &dyn Fn(&str) -> std::io::Result<File>,
+    ) -> Result<Option<SemaphorePermit>> {
         for slot in 0..self.maximum {
-            match self.slot_lock(slot).try_acquire() {
-                Ok(guard) => return Ok(Some(SemaphorePermit { guard, slot })),
-                Err(e) if e.is_contention() => continue,
-                Err(e) => return Err(e),
+            let file = self.open_slot(slot, open)?;
+            if sys::try_lock(&file, LockMode::Exclusive)
+                .map_err(|e| Error::io("lock", self.filename(slot), e))?
+            {
+                return Ok(Some(self.permit(file, slot)));
             }
         }
         Ok(None)
     }
 
     /// Wait up to `slice` in the kernel for one slot.
-    fn park_on(&self, slot: usize, slice: Duration) -> Result<Option<SemaphorePermit>> {
-        let lock = self.slot_lock(slot);
-        let path = lock.path().to_path_buf();
-        let mut options = FileMode::Append.open_options();
-        let file: File = sys::open_no_follow(&path, &mut options)
-            .map_err(|e| Error::io("open", path.clone(), e))?;
+    fn park_on(
+        &self,
+        slot: usize,
+        slice: Duration,
+        open: &dyn Fn(&str) -> std::io::Result<File>,
+    ) -> Result<Option<SemaphorePermit>> {
+        let file = self.open_slot(slot, open)?;
         let locked = sys::lock_until(&file, LockMode::Exclusive, Instant::now() + slice)
-            .map_err(|e| Error::io("lock", path.clone(), e))?;
-        if !locked {
-            return Ok(None);
-        }
-        Ok(Some(SemaphorePermit {
-            guard: LockGuard::from_locked(file, path, LockMode::Exclusive),
-            slot,
-        }))
+            .map_err(|e| Error::io("lock", self.filename(slot), e))?;
+        Ok(locked.then(|| self.permit(file, slot)))
     }
 
-    fn slot_lock(&self, slot: usize) -> Lock {
-        Lock::new(self.filename(slot)).mode(FileMode::Append)
+    fn open_slot(&self, slot: usize, open: &dyn Fn(&str) -> std::io::Result<File>) -> Result<File> {
+        open(&self.slot_file_name(slot)).map_err(|e| Error::io("open", self.filename(slot), e))
+    }
+
+    fn permit(&self, file: File, slot: usize) -> SemaphorePermit {
+        SemaphorePermit {
+            guard: LockGuard::from_locked(file, self.filename(slot), LockMode::Exclusive),
+            slot,
+        }
     }
 }
 
@@ -284,6 +328,18 @@ impl SemaphorePermit {
     /// The slot file held.
     pub fn path(&self) -> &Path {
         self.guard.path()
+    }
+
+    /// Wrap a slot file already locked (exclusively, through
+    /// [`LockGuard::from_locked`]) as the permit for slot `slot`: for hosts
+    /// that sweep the slots themselves.
+    pub fn from_locked(guard: LockGuard, slot: usize) -> Self {
+        Self { guard, slot }
+    }
+
+    /// The locked slot file.
+    pub fn file(&self) -> &File {
+        self.guard.file()
     }
 
     /// Free the slot now, reporting failures.

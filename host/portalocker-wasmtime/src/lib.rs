@@ -1,0 +1,105 @@
+//! wasmtime host bindings for `portalocker:locks`: sandboxed wasm plugins
+//! take real operating-system file locks and semaphores (the ones native
+//! programs and Python's portalocker take), confined to the directories and
+//! limits the embedder grants.
+//!
+//! ```no_run
+//! use portalocker_wasmtime::{LocksCtx, LocksCtxView, LocksView};
+//! use wasmtime::component::{Component, Linker, ResourceTable};
+//! use wasmtime::{Engine, Store};
+//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+//!
+//! struct State {
+//!     wasi: WasiCtx,
+//!     locks: LocksCtx,
+//!     table: ResourceTable,
+//! }
+//! impl WasiView for State {
+//!     fn ctx(&mut self) -> WasiCtxView<'_> {
+//!         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+//!     }
+//! }
+//! impl LocksView for State {
+//!     fn locks(&mut self) -> LocksCtxView<'_> {
+//!         LocksCtxView { ctx: &mut self.locks, table: &mut self.table }
+//!     }
+//! }
+//!
+//! # fn main() -> wasmtime::Result<()> {
+//! let engine = Engine::default();
+//! let mut linker = Linker::<State>::new(&engine);
+//! wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+//! portalocker_wasmtime::add_to_linker_sync(&mut linker)?;
+//!
+//! let state = State {
+//!     // Grant the same directory to WASI and to the locks.
+//!     wasi: WasiCtx::builder()
+//!         .preopened_dir("/srv/jobs", "/jobs", wasmtime_wasi::FsPerms::ReadWrite)?
+//!         .build(),
+//!     locks: LocksCtx::builder().preopened_dir("/srv/jobs", "/jobs")?.build(),
+//!     table: ResourceTable::new(),
+//! };
+//! let mut store = Store::new(&engine, state);
+//! let component = Component::from_file(&engine, "plugin.wasm")?;
+//! let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)?;
+//! let _ = command.wasi_cli_run().call_run(&mut store)?;
+//! // Dropping the store releases every lock the plugin still held.
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Sync and async
+//!
+//! [`add_to_linker_sync`] blocks the calling thread while a guest waits for
+//! a lock (parked in the kernel). [`add_to_linker_async`] never blocks the
+//! executor: a waiting guest's fiber sleeps until a release in this process
+//! wakes it, or polls after a short pause (growing to 10 ms) for releases by
+//! other processes, so many waiting instances need no thread each. It needs
+//! a tokio runtime, as `wasmtime_wasi` does.
+//!
+//! # The sandbox
+//!
+//! Guest paths resolve through the grants of [`LocksCtxBuilder::preopened_dir`]
+//! exactly as WASI preopens do. A path outside them, climbing out with `..`,
+//! or reaching out through a symlink is refused (`access-denied`), as is a
+//! lock file that is itself a symlink; malformed paths and names are
+//! `invalid-argument`. [`LocksCtxBuilder::max_held`] and
+//! [`LocksCtxBuilder::max_wait`] bound what a plugin holds and waits.
+//! Everything a plugin holds lives in its store's resource table, so it is
+//! released when the store is dropped, whatever ended the plugin. A bad
+//! handle traps; bad input is an error value.
+
+mod bindings;
+mod ctx;
+mod error;
+mod host;
+mod resources;
+mod sandbox;
+mod wake;
+
+pub use ctx::{DEFAULT_MAX_HELD, Locks, LocksCtx, LocksCtxBuilder, LocksCtxView, LocksView};
+pub use error::{ErrorCode, LockError};
+pub use resources::{FileLockGuardHandle, FileLockHandle, PermitHandle, SemaphoreHandle};
+pub use sandbox::MAX_PATH_LEN;
+
+use wasmtime::component::Linker;
+
+/// Add `portalocker:locks` to a linker whose guests are called
+/// synchronously. A guest waiting for a lock blocks the calling thread.
+///
+/// # Errors
+///
+/// When the interfaces are already defined in `linker`.
+pub fn add_to_linker_sync<T: LocksView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    bindings::sync_::Plugin::add_to_linker::<T, Locks>(linker, |t| t.locks())
+}
+
+/// Add `portalocker:locks` to a linker whose guests are called with
+/// `call_async`. Waiting never blocks the executor (see the crate docs).
+///
+/// # Errors
+///
+/// When the interfaces are already defined in `linker`.
+pub fn add_to_linker_async<T: LocksView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    bindings::async_::Plugin::add_to_linker::<T, Locks>(linker, |t| t.locks())
+}

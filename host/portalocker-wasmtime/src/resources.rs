@@ -1,0 +1,312 @@
+//! The host-side values behind the guest's handles, and the operations the
+//! sync and async bindings share.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cap_std::fs::Dir;
+use portalocker::{BoundedSemaphore, LockFlags, LockGuard, LockMode, SemaphorePermit};
+use wasmtime::component::Resource;
+
+use crate::ctx::{Held, LocksCtxView};
+use crate::error::LockError;
+use crate::sandbox::{self, Resolved};
+use crate::wake::{self, FileKey};
+
+/// A lock file the guest named (`file-lock`).
+#[derive(Debug)]
+pub struct FileLockHandle {
+    pub(crate) resolved: Resolved,
+}
+
+/// A held file lock (`file-lock-guard`): dropping it releases the lock.
+#[derive(Debug)]
+pub struct FileLockGuardHandle {
+    guard: Option<LockGuard>,
+    pub(crate) mode: LockMode,
+    key: Option<FileKey>,
+    _held: Held,
+}
+
+impl FileLockGuardHandle {
+    /// Release now, reporting failures.
+    pub(crate) fn release(mut self) -> Result<(), portalocker::Error> {
+        let result = self.guard.take().map_or(Ok(()), LockGuard::release);
+        wake::released(self.key);
+        result
+    }
+}
+
+impl Drop for FileLockGuardHandle {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            drop(guard);
+            wake::released(self.key);
+        }
+    }
+}
+
+/// A semaphore the guest named (`semaphore`).
+#[derive(Debug)]
+pub struct SemaphoreHandle {
+    pub(crate) semaphore: BoundedSemaphore,
+    pub(crate) dir: Dir,
+    pub(crate) guest_dir: String,
+}
+
+/// A held slot (`semaphore-permit`): dropping it frees the slot.
+#[derive(Debug)]
+pub struct PermitHandle {
+    permit: Option<SemaphorePermit>,
+    pub(crate) slot: u32,
+    key: Option<FileKey>,
+    _held: Held,
+}
+
+impl PermitHandle {
+    /// Free the slot now, reporting failures.
+    pub(crate) fn release(mut self) -> Result<(), portalocker::Error> {
+        let result = self.permit.take().map_or(Ok(()), SemaphorePermit::release);
+        wake::released(self.key);
+        result
+    }
+}
+
+impl Drop for PermitHandle {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            drop(permit);
+            wake::released(self.key);
+        }
+    }
+}
+
+/// A guest timeout in nanoseconds.
+pub(crate) fn from_nanos(nanos: u64) -> Duration {
+    Duration::from_nanos(nanos)
+}
+
+impl LocksCtxView<'_> {
+    pub(crate) fn open_file_lock(
+        &mut self,
+        path: String,
+    ) -> Result<Resource<FileLockHandle>, LockError> {
+        let resolved = sandbox::resolve(&self.ctx.grants, &path)?;
+        Ok(self.table.push(FileLockHandle { resolved })?)
+    }
+
+    pub(crate) fn file_lock_path(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+    ) -> Result<String, LockError> {
+        Ok(self.table.get(handle)?.resolved.guest.clone())
+    }
+
+    /// Open the file and count the hold, ready to lock.
+    fn prepare_lock(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+    ) -> Result<(File, String, Held), LockError> {
+        let resolved = self.table.get(handle)?.resolved.clone();
+        let held = self.ctx.reserve()?;
+        let file = resolved.open_lock_file()?;
+        Ok((file, resolved.guest, held))
+    }
+
+    /// Lock, blocking this thread up to `timeout` (`None`: no limit).
+    pub(crate) fn lock_blocking(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let (file, guest, held) = self.prepare_lock(handle)?;
+        let key = wake::key_of(&file);
+        let guard = LockGuard::lock_file(file, guest.clone(), mode, timeout)
+            .map_err(|e| LockError::from_core(&guest, e))?;
+        self.push_guard(guard, mode, key, held)
+    }
+
+    /// Lock without blocking the executor: try, then wait for a release in
+    /// this process or a short, growing pause, up to `timeout`.
+    pub(crate) async fn lock_waiting(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let (file, guest, held) = self.prepare_lock(handle)?;
+        let key = wake::key_of(&file);
+        let flags = LockFlags::new(mode, true);
+        let attempt = || match portalocker::lock(&file, flags) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_contention() => Ok(false),
+            Err(e) => Err(LockError::from_core(&guest, e)),
+        };
+        if !wake::wait_until(key, deadline(timeout), attempt).await? {
+            return Err(contention(timeout));
+        }
+        let guard = LockGuard::from_locked(file, guest, mode);
+        self.push_guard(guard, mode, key, held)
+    }
+
+    fn push_guard(
+        &mut self,
+        guard: LockGuard,
+        mode: LockMode,
+        key: Option<FileKey>,
+        held: Held,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        Ok(self.table.push(FileLockGuardHandle {
+            guard: Some(guard),
+            mode,
+            key,
+            _held: held,
+        })?)
+    }
+
+    pub(crate) fn guard_mode(
+        &mut self,
+        guard: &Resource<FileLockGuardHandle>,
+    ) -> Result<LockMode, LockError> {
+        Ok(self.table.get(guard)?.mode)
+    }
+
+    pub(crate) fn release_guard(
+        &mut self,
+        guard: Resource<FileLockGuardHandle>,
+    ) -> Result<(), LockError> {
+        let handle = self.table.delete(guard)?;
+        let guest = String::from("lock");
+        handle
+            .release()
+            .map_err(|e| LockError::from_core(&guest, e))
+    }
+
+    pub(crate) fn open_semaphore(
+        &mut self,
+        name: String,
+        slots: u32,
+        directory: String,
+    ) -> Result<Resource<SemaphoreHandle>, LockError> {
+        let slots = usize::try_from(slots).map_err(|_| LockError::invalid("too many slots"))?;
+        let semaphore = BoundedSemaphore::new(slots, &name)
+            .map_err(|e| LockError::from_core(&name, e))?
+            .directory(Path::new("/").join(directory.trim_start_matches('/')));
+        let resolved = sandbox::resolve(&self.ctx.grants, &directory)?;
+        let dir = resolved.open_dir()?;
+        Ok(self.table.push(SemaphoreHandle {
+            semaphore,
+            dir,
+            guest_dir: directory,
+        })?)
+    }
+
+    pub(crate) fn semaphore_slots(
+        &mut self,
+        handle: &Resource<SemaphoreHandle>,
+    ) -> Result<u32, LockError> {
+        let slots = self.table.get(handle)?.semaphore.maximum();
+        Ok(u32::try_from(slots).unwrap_or(u32::MAX))
+    }
+
+    /// Take a slot, blocking this thread up to `timeout`.
+    pub(crate) fn acquire_blocking(
+        &mut self,
+        handle: &Resource<SemaphoreHandle>,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<PermitHandle>, LockError> {
+        let held = self.ctx.reserve()?;
+        let sem = self.table.get(handle)?;
+        let open = |name: &str| sandbox::open_in(&sem.dir, Path::new(name));
+        let permit = sem
+            .semaphore
+            .acquire_with_opener(timeout, &open)
+            .map_err(|e| LockError::from_core(&sem.guest_dir, e))?;
+        let key = wake::key_of(permit.file());
+        self.push_permit(permit, key, held)
+    }
+
+    /// Take a slot without blocking the executor.
+    pub(crate) async fn acquire_waiting(
+        &mut self,
+        handle: &Resource<SemaphoreHandle>,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<PermitHandle>, LockError> {
+        let held = self.ctx.reserve()?;
+        let sem = self.table.get(handle)?;
+        let mut found = None;
+        let sweep = || {
+            for slot in 0..sem.semaphore.maximum() {
+                let name = sem.semaphore.slot_file_name(slot);
+                let file = sandbox::open_in(&sem.dir, Path::new(&name))
+                    .map_err(|e| LockError::from_io(&sem.guest_dir, e))?;
+                match portalocker::lock(&file, LockFlags::EXCLUSIVE | LockFlags::NON_BLOCKING) {
+                    Ok(()) => return Ok(Some((file, slot))),
+                    Err(e) if e.is_contention() => continue,
+                    Err(e) => return Err(LockError::from_core(&sem.guest_dir, e)),
+                }
+            }
+            Ok(None)
+        };
+        let got = wake::wait_until(None, deadline(timeout), || {
+            found = sweep()?;
+            Ok(found.is_some())
+        })
+        .await?;
+        let Some((file, slot)) = found.filter(|_| got) else {
+            return Err(contention(timeout));
+        };
+        let key = wake::key_of(&file);
+        let path = sem.semaphore.filename(slot);
+        let permit = SemaphorePermit::from_locked(
+            LockGuard::from_locked(file, path, LockMode::Exclusive),
+            slot,
+        );
+        self.push_permit(permit, key, held)
+    }
+
+    fn push_permit(
+        &mut self,
+        permit: SemaphorePermit,
+        key: Option<FileKey>,
+        held: Held,
+    ) -> Result<Resource<PermitHandle>, LockError> {
+        let slot = u32::try_from(permit.slot()).unwrap_or(u32::MAX);
+        Ok(self.table.push(PermitHandle {
+            permit: Some(permit),
+            slot,
+            key,
+            _held: held,
+        })?)
+    }
+
+    pub(crate) fn permit_slot(
+        &mut self,
+        permit: &Resource<PermitHandle>,
+    ) -> Result<u32, LockError> {
+        Ok(self.table.get(permit)?.slot)
+    }
+
+    pub(crate) fn release_permit(
+        &mut self,
+        permit: Resource<PermitHandle>,
+    ) -> Result<(), LockError> {
+        let handle = self.table.delete(permit)?;
+        handle
+            .release()
+            .map_err(|e| LockError::from_core("permit", e))
+    }
+}
+
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+fn contention(timeout: Option<Duration>) -> LockError {
+    match timeout {
+        Some(t) if t.is_zero() => crate::error::ErrorCode::WouldBlock.into(),
+        _ => crate::error::ErrorCode::TimedOut.into(),
+    }
+}

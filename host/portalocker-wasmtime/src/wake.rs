@@ -1,0 +1,101 @@
+//! Waiting for a lock without a thread: try, then sleep until a release in
+//! this process wakes us or a short pause (growing to 10 ms) passes, so a
+//! release by another process is seen within that pause.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::LockError;
+
+/// Identifies a lock file: device and inode.
+pub(crate) type FileKey = (u64, u64);
+
+const FIRST_PAUSE: Duration = Duration::from_micros(100);
+const LONGEST_PAUSE: Duration = Duration::from_millis(10);
+
+static WAITERS: LazyLock<Mutex<HashMap<FileKey, Weak<Notify>>>> = LazyLock::new(Default::default);
+
+/// The key of an open file, where the platform gives one.
+pub(crate) fn key_of(file: &File) -> Option<FileKey> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+fn waiters() -> std::sync::MutexGuard<'static, HashMap<FileKey, Weak<Notify>>> {
+    WAITERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn notifier(key: FileKey) -> Arc<Notify> {
+    let mut map = waiters();
+    if let Some(notify) = map.get(&key).and_then(Weak::upgrade) {
+        return notify;
+    }
+    let notify = Arc::new(Notify::new());
+    map.insert(key, Arc::downgrade(&notify));
+    if map.len() > 256 {
+        map.retain(|_, weak| weak.strong_count() > 0);
+    }
+    notify
+}
+
+/// A lock on `key` was released in this process: wake its waiters.
+pub(crate) fn released(key: Option<FileKey>) {
+    let Some(key) = key else { return };
+    let notify = waiters().get(&key).and_then(Weak::upgrade);
+    if let Some(notify) = notify {
+        notify.notify_waiters();
+    }
+}
+
+/// Call `attempt` until it succeeds (`true`) or `deadline` passes (`false`),
+/// sleeping between attempts until a release of `key` in this process or a
+/// short pause. Cancel-safe: dropping the future stops the wait.
+pub(crate) async fn wait_until(
+    key: Option<FileKey>,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Result<bool, LockError>,
+) -> Result<bool, LockError> {
+    let notify = key.map(notifier);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        // Listen before trying, so a release between the two is not missed.
+        let notified = notify.as_ref().map(|n| n.notified());
+        tokio::pin!(notified);
+        if let Some(listening) = notified.as_mut().as_pin_mut() {
+            listening.enable();
+        }
+        if attempt()? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let nap = match deadline {
+            Some(deadline) if now >= deadline => return Ok(false),
+            Some(deadline) => pause.min(deadline - now),
+            None => pause,
+        };
+        match notified.as_pin_mut() {
+            Some(listening) => {
+                tokio::select! {
+                    () = listening => {}
+                    () = tokio::time::sleep(nap) => {}
+                }
+            }
+            None => tokio::time::sleep(nap).await,
+        }
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}

@@ -1,0 +1,88 @@
+//! Build the guest test programs (`programs/`) for wasm32-wasip2, as
+//! wasmtime's test-programs crate does, and describe them in
+//! `$OUT_DIR/programs.rs`: a `&str` constant with the path of each
+//! component and a `foreach_program!` macro listing them.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let programs = manifest_dir.join("programs");
+    let root = manifest_dir.parent().unwrap();
+    for watched in [
+        programs.join("src"),
+        programs.join("Cargo.toml"),
+        programs.join("Cargo.lock"),
+        root.join("wit"),
+        root.join("guest/portalocker-guest/src"),
+        root.join("guest/portalocker-guest/Cargo.toml"),
+    ] {
+        println!("cargo:rerun-if-changed={}", watched.display());
+    }
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let target_dir = out_dir.join("wasm");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(programs.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("running cargo to build the guest test programs");
+    assert!(
+        status.success(),
+        "building the guest test programs for wasm32-wasip2 failed; if the target is missing, \
+         install it with `rustup target add wasm32-wasip2` (scripts/setup.sh does)"
+    );
+
+    let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    let mut names: Vec<String> = fs::read_dir(programs.join("src/bin"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut code = String::new();
+    for name in &names {
+        let wasm = wasm_dir.join(format!("{name}.wasm"));
+        assert!(
+            Path::new(&wasm).exists(),
+            "{} was not built",
+            wasm.display()
+        );
+        writeln!(code, "/// The `{name}` guest program.").unwrap();
+        writeln!(
+            code,
+            "pub const {}: &str = {:?};",
+            name.to_uppercase(),
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    writeln!(code, "/// Call `$mac!(name)` for every guest program.").unwrap();
+    writeln!(
+        code,
+        "#[macro_export]\nmacro_rules! foreach_program {{ ($mac:ident) => {{"
+    )
+    .unwrap();
+    for name in &names {
+        writeln!(code, "    $mac!({name});").unwrap();
+    }
+    writeln!(code, "}} }}").unwrap();
+    fs::write(out_dir.join("programs.rs"), code).unwrap();
+}

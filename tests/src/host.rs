@@ -1,0 +1,240 @@
+//! Running guest programs under the host, sync or async, with the grants
+//! and limits a test chooses, capturing what they print.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use portalocker_wasmtime::{LocksCtx, LocksCtxView, LocksView};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+/// The store data of a test instance.
+pub struct State {
+    wasi: WasiCtx,
+    locks: LocksCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl LocksView for State {
+    fn locks(&mut self) -> LocksCtxView<'_> {
+        LocksCtxView {
+            ctx: &mut self.locks,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The shared engine: fuel on, so a runaway guest can be stopped.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        Engine::new(&config).expect("engine")
+    })
+}
+
+/// A compiled guest program, cached by path.
+pub fn component(path: &str) -> Component {
+    static CACHE: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(component) = cache.lock().unwrap().get(path) {
+        return component.clone();
+    }
+    let component =
+        Component::from_file(engine(), path).unwrap_or_else(|e| panic!("compiling {path}: {e:?}"));
+    cache
+        .lock()
+        .unwrap()
+        .insert(path.to_owned(), component.clone());
+    component
+}
+
+/// How to run a guest program.
+#[derive(Debug, Clone)]
+pub struct Run {
+    program: String,
+    args: Vec<String>,
+    grants: Vec<(PathBuf, String)>,
+    max_held: Option<usize>,
+    max_wait: Option<Duration>,
+    fuel: u64,
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `Ok(())` for exit status 0; the trap or exit otherwise.
+    pub result: Result<(), String>,
+    /// What the guest printed on stdout.
+    pub stdout: String,
+    /// What the guest printed on stderr.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Panic with the guest's output unless it succeeded.
+    pub fn assert_ok(&self) {
+        assert!(
+            self.result.is_ok(),
+            "guest failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.result,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+impl Run {
+    /// Run `program` (a path from [`crate::programs`]) with `args`.
+    pub fn new(program: &str, args: &[&str]) -> Self {
+        Self {
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            grants: Vec::new(),
+            max_held: None,
+            max_wait: None,
+            fuel: u64::MAX,
+        }
+    }
+
+    /// Grant `host` as `guest` to WASI and to the locks.
+    pub fn grant(mut self, host: &Path, guest: &str) -> Self {
+        self.grants.push((host.to_path_buf(), guest.to_owned()));
+        self
+    }
+
+    /// Limit the locks and permits held at once.
+    pub fn max_held(mut self, max: usize) -> Self {
+        self.max_held = Some(max);
+        self
+    }
+
+    /// Limit the longest wait.
+    pub fn max_wait(mut self, max: Duration) -> Self {
+        self.max_wait = Some(max);
+        self
+    }
+
+    /// Stop the guest after this much fuel.
+    pub fn fuel(mut self, fuel: u64) -> Self {
+        self.fuel = fuel;
+        self
+    }
+
+    fn store(&self) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
+        let stdout = MemoryOutputPipe::new(1 << 20);
+        let stderr = MemoryOutputPipe::new(1 << 20);
+        let mut wasi = WasiCtx::builder();
+        let mut argv = vec![self.program.clone()];
+        argv.extend(self.args.iter().cloned());
+        wasi.args(&argv)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone());
+        let mut locks = LocksCtx::builder();
+        for (host, guest) in &self.grants {
+            wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
+                .expect("preopen");
+            locks = locks.preopened_dir(host, guest).expect("grant");
+        }
+        if let Some(max) = self.max_held {
+            locks = locks.max_held(max);
+        }
+        if let Some(max) = self.max_wait {
+            locks = locks.max_wait(max);
+        }
+        let state = State {
+            wasi: wasi.build(),
+            locks: locks.build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(engine(), state);
+        store.set_fuel(self.fuel).expect("fuel");
+        (store, stdout, stderr)
+    }
+
+    /// Run with the sync bindings on this thread.
+    pub fn sync(&self) -> Outcome {
+        let mut linker = Linker::<State>::new(engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        portalocker_wasmtime::add_to_linker_sync(&mut linker).unwrap();
+        let (mut store, stdout, stderr) = self.store();
+        let result = (|| {
+            let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
+                &mut store,
+                &component(&self.program),
+                &linker,
+            )?;
+            command.wasi_cli_run().call_run(&mut store)
+        })();
+        drop(store);
+        outcome(result, &stdout, &stderr)
+    }
+
+    /// Run with the async bindings on a tokio runtime.
+    pub async fn run_async(&self) -> Outcome {
+        let mut linker = Linker::<State>::new(engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
+        let (mut store, stdout, stderr) = self.store();
+        let result = async {
+            let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
+                &mut store,
+                &component(&self.program),
+                &linker,
+            )
+            .await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        }
+        .await;
+        drop(store);
+        outcome(result, &stdout, &stderr)
+    }
+
+    /// Run with the async bindings on a fresh single-threaded runtime.
+    pub fn in_async(&self) -> Outcome {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(self.run_async())
+    }
+}
+
+fn outcome(
+    result: wasmtime::Result<Result<(), ()>>,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> Outcome {
+    let result = match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(())) => Err("the guest exited with a failure status".to_owned()),
+        Err(e) => Err(match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) if exit.0 == 0 => String::new(),
+            Some(exit) => format!("exit status {}", exit.0),
+            None => format!("{e:?}"),
+        }),
+    };
+    let result = match result {
+        Err(message) if message.is_empty() => Ok(()),
+        other => other,
+    };
+    Outcome {
+        result,
+        stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+    }
+}

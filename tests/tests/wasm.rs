@@ -1,0 +1,275 @@
+//! Guest programs under the host, in sync and in async mode: real locks,
+//! contention with the host and other processes, the sandbox, limits and
+//! faults. Each program is `fn main()` plus asserts; a guest panic fails the
+//! test with its output.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portalocker::{BoundedSemaphore, Lock};
+use portalocker_tests::host::{Outcome, Run};
+use portalocker_tests::programs::*;
+use portalocker_tests::read_counter;
+
+/// Every guest program has a test of the same name in each mode.
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        #[allow(unused_imports, reason = "only checks that the test exists")]
+        use self::$name as _;
+    };
+}
+
+/// A grant directory with a symlink to a file inside, one to a file
+/// outside and one to a directory outside (the sandbox must refuse all).
+fn sandbox() -> (tempfile::TempDir, tempfile::TempDir) {
+    let grant = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(grant.path().join("inside.txt"), "in").unwrap();
+    std::fs::write(outside.path().join("victim.txt"), "out").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::symlink;
+        symlink(
+            grant.path().join("inside.txt"),
+            grant.path().join("link-in.lock"),
+        )
+        .unwrap();
+        symlink(
+            outside.path().join("victim.txt"),
+            grant.path().join("link-out.lock"),
+        )
+        .unwrap();
+        symlink(outside.path(), grant.path().join("link-out")).unwrap();
+    }
+    (grant, outside)
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The scenarios, each run by both modes through `$run`.
+macro_rules! scenarios {
+    ($run:expr) => {
+        #[test]
+        fn file_lock_basic() {
+            let dir = tempfile::tempdir().unwrap();
+            $run(&Run::new(FILE_LOCK_BASIC, &["/data"]).grant(dir.path(), "/data")).assert_ok();
+        }
+
+        #[test]
+        fn file_lock_contended() {
+            let dir = tempfile::tempdir().unwrap();
+            let _host = Lock::new(dir.path().join("held.lock")).acquire().unwrap();
+            $run(&Run::new(FILE_LOCK_CONTENDED, &["/data/held.lock"]).grant(dir.path(), "/data"))
+                .assert_ok();
+        }
+
+        #[test]
+        fn file_lock_hold() {
+            // Holding blocks a native process for as long as the plugin
+            // holds; stdin is closed here, so it releases at once after.
+            let dir = tempfile::tempdir().unwrap();
+            let out: Outcome =
+                $run(&Run::new(FILE_LOCK_HOLD, &["/data/h.lock"]).grant(dir.path(), "/data"));
+            out.assert_ok();
+            assert_eq!(out.stdout, "locked\nreleased\n");
+            drop(Lock::new(dir.path().join("h.lock")).try_acquire().unwrap());
+        }
+
+        #[test]
+        fn file_lock_counter() {
+            // Four instances in this process and two native processes.
+            let dir = tempfile::tempdir().unwrap();
+            let run = Run::new(FILE_LOCK_COUNTER, &["/data/c.lock", "/data/c", "100"])
+                .grant(dir.path(), "/data");
+            let natives: Vec<_> = (0..2)
+                .map(|_| {
+                    common::lockworker()
+                        .arg("count")
+                        .arg(dir.path().join("c.lock"))
+                        .arg(dir.path().join("c"))
+                        .arg("100")
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let run = Arc::new(run);
+            let instances: Vec<_> = (0..4)
+                .map(|_| {
+                    let run = Arc::clone(&run);
+                    std::thread::spawn(move || $run(&run))
+                })
+                .collect();
+            for instance in instances {
+                instance.join().unwrap().assert_ok();
+            }
+            for mut native in natives {
+                assert!(native.wait().unwrap().success());
+            }
+            assert_eq!(read_counter(&dir.path().join("c")).unwrap(), 600);
+        }
+
+        #[test]
+        fn file_lock_escape() {
+            let (grant, outside) = sandbox();
+            let before = entries(grant.path());
+            let out: Outcome =
+                $run(&Run::new(FILE_LOCK_ESCAPE, &["/grant"]).grant(grant.path(), "/grant"));
+            out.assert_ok();
+            assert_eq!(
+                entries(grant.path()),
+                before,
+                "the guest created files in the grant"
+            );
+            assert_eq!(
+                entries(outside.path()),
+                ["victim.txt"],
+                "the guest created files outside"
+            );
+            assert_eq!(
+                std::fs::read_to_string(outside.path().join("victim.txt")).unwrap(),
+                "out"
+            );
+            assert!(!grant.path().parent().unwrap().join("escape.lock").exists());
+        }
+
+        #[test]
+        fn file_lock_limits() {
+            let dir = tempfile::tempdir().unwrap();
+            $run(
+                &Run::new(FILE_LOCK_LIMITS, &["/data"])
+                    .grant(dir.path(), "/data")
+                    .max_held(2)
+                    .max_wait(Duration::from_secs(1)),
+            )
+            .assert_ok();
+        }
+
+        #[test]
+        fn file_lock_fault() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.lock");
+            let sem = BoundedSemaphore::new(1, "fault")
+                .unwrap()
+                .directory(dir.path());
+            for (how, fuel) in [
+                ("panic", u64::MAX),
+                ("exit", u64::MAX),
+                ("loop", 20_000_000),
+                ("forget", u64::MAX),
+            ] {
+                let out: Outcome = $run(
+                    &Run::new(FILE_LOCK_FAULT, &["/data/f.lock", how])
+                        .grant(dir.path(), "/data")
+                        .fuel(fuel),
+                );
+                assert_eq!(out.stdout, "locked\n", "{how}: {out:?}");
+                if how != "forget" {
+                    assert!(out.result.is_err(), "{how}: {out:?}");
+                }
+                // The host survived and the instance's locks are free.
+                drop(
+                    Lock::new(&path)
+                        .try_acquire()
+                        .unwrap_or_else(|e| panic!("{how}: lock still held: {e}")),
+                );
+                drop(
+                    sem.try_acquire()
+                        .unwrap_or_else(|e| panic!("{how}: slot still held: {e}")),
+                );
+            }
+        }
+
+        #[test]
+        fn semaphore_basic() {
+            let dir = tempfile::tempdir().unwrap();
+            $run(&Run::new(SEMAPHORE_BASIC, &["/data"]).grant(dir.path(), "/data")).assert_ok();
+            assert!(dir.path().join("pool.00.lock").exists());
+            assert!(dir.path().join("pool.01.lock").exists());
+        }
+
+        #[test]
+        fn semaphore_hold() {
+            // A slot the native side holds is skipped by the plugin.
+            let dir = tempfile::tempdir().unwrap();
+            let native = BoundedSemaphore::new(2, "shared")
+                .unwrap()
+                .directory(dir.path())
+                .try_acquire()
+                .unwrap();
+            assert_eq!(native.slot(), 0);
+            let out: Outcome = $run(
+                &Run::new(SEMAPHORE_HOLD, &["/data", "shared", "2"]).grant(dir.path(), "/data"),
+            );
+            out.assert_ok();
+            assert_eq!(out.stdout, "slot 1\n");
+        }
+
+        portalocker_tests::foreach_program!(assert_test_exists);
+    };
+}
+
+mod sync_ {
+    use super::*;
+    scenarios!(Run::sync);
+}
+
+mod async_ {
+    use super::*;
+    scenarios!(Run::in_async);
+}
+
+/// Many instances waiting on one lock in one async host: a single-threaded
+/// runtime serves them all, no thread per waiter.
+#[test]
+fn many_async_waiters_on_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let run =
+        Run::new(FILE_LOCK_COUNTER, &["/data/m.lock", "/data/m", "5"]).grant(dir.path(), "/data");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut instances = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let run = run.clone();
+            instances.spawn(async move { run.run_async().await });
+        }
+        while let Some(outcome) = instances.join_next().await {
+            outcome.unwrap().assert_ok();
+        }
+    });
+    assert_eq!(read_counter(&dir.path().join("m")).unwrap(), 250);
+}
+
+/// Refusals name the guest's path, never the host's.
+#[test]
+fn refusals_do_not_leak_host_paths() {
+    let (grant, _outside) = sandbox();
+    let out = Run::new(FILE_LOCK_ESCAPE, &["/grant"])
+        .grant(grant.path(), "/grant")
+        .sync();
+    out.assert_ok();
+    let host = grant.path().to_string_lossy().into_owned();
+    assert!(
+        out.stdout
+            .contains("/grant/link-out.lock: Error::AccessDenied"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains(&host),
+        "host path leaked: {}",
+        out.stdout
+    );
+}
