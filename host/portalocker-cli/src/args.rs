@@ -38,6 +38,45 @@ pub enum Command {
     /// The slot files are portalocker's: DIR/NAME.00.lock, NAME.01.lock, ...
     /// The command sees its slot number in PORTALOCKER_SLOT.
     Semaphore(SemaphoreArgs),
+    /// Run a wasm plugin (a wasm32-wasip2 component) with WASI and the
+    /// portalocker:locks imports, confined to the directories granted.
+    ///
+    /// Exits with the plugin's status; 124 when it ran out of fuel or time,
+    /// 70 when it trapped. Compiled plugins are cached, so the second start
+    /// is fast.
+    Run(RunArgs),
+}
+
+/// `portalocker run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Grant HOST to the plugin, seen as GUEST (default: the same path), for
+    /// its files and its locks. Repeatable.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    pub dirs: Vec<String>,
+    /// Set an environment variable in the plugin. Repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The most locks and semaphore permits the plugin may hold at once.
+    #[arg(long, value_name = "N", default_value_t = portalocker_wasmtime::DEFAULT_MAX_HELD)]
+    pub max_locks: usize,
+    /// The longest the plugin may wait for a lock.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
+    pub max_wait: Option<Duration>,
+    /// Stop the plugin after this much fuel (roughly, wasm instructions).
+    #[arg(long, value_name = "N", conflicts_with = "timeout")]
+    pub fuel: Option<u64>,
+    /// Stop the plugin after SECS seconds (it also bounds lock waits).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
+    pub timeout: Option<Duration>,
+    /// Do not use or fill the compiled-plugin cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The plugin component.
+    pub plugin: PathBuf,
+    /// Arguments for the plugin, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
 }
 
 /// How long to wait, and what to say, shared by every subcommand.

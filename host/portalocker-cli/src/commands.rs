@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Lock(args) => lock(args),
         Command::Semaphore(args) => semaphore(args),
+        Command::Run(args) => crate::plugin::run(args),
     }
 }
 

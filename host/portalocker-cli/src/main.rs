@@ -4,6 +4,7 @@
 mod args;
 mod child;
 mod commands;
+mod plugin;
 
 use std::process::ExitCode;
 
