@@ -2,8 +2,9 @@
 # Install what the demo and the test suite need on a fresh machine. Safe to
 # run again: each step checks first.
 #
-#  - Rust targets: x86_64-pc-windows-gnu and x86_64-apple-darwin, for the
-#    compile checks of the core on Windows and macOS;
+#  - Rust targets: wasm32-wasip2 for plugins, and x86_64-pc-windows-gnu and
+#    x86_64-apple-darwin for the compile checks of the core on Windows and
+#    macOS;
 #  - a Python virtual environment with portalocker 4.4.2 from PyPI, for the
 #    interoperability tests (at $PORTALOCKER_VENV, default
 #    ~/.cache/portalocker-rs/venv).
@@ -14,7 +15,7 @@ venv="${PORTALOCKER_VENV:-$cache/venv}"
 
 need_targets=()
 installed_targets="$(rustup target list --installed)"
-for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
+for target in wasm32-wasip2 x86_64-pc-windows-gnu x86_64-apple-darwin; do
     grep -qx "$target" <<<"$installed_targets" || need_targets+=("$target")
 done
 if ((${#need_targets[@]})); then

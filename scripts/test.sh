@@ -16,9 +16,14 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
+cargo fmt --manifest-path guest/Cargo.toml --all --check
+cargo fmt --manifest-path tests/programs/Cargo.toml --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo clippy of the guest SDK and example plugins (wasm32-wasip2)"
+cargo clippy --manifest-path guest/Cargo.toml --workspace --all-targets --target wasm32-wasip2 --locked -- -D warnings
 
 for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
     step "cargo check of the core for $target"

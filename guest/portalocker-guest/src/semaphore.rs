@@ -30,7 +30,11 @@ impl Semaphore {
     /// [`Error::AccessDenied`](crate::Error::AccessDenied) for a directory
     /// outside the grants.
     pub fn open(name: impl AsRef<str>, slots: u32, directory: impl AsRef<str>) -> Result<Self> {
-        Ok(Self(wit::Semaphore::open(name.as_ref(), slots, directory.as_ref())?))
+        Ok(Self(wit::Semaphore::open(
+            name.as_ref(),
+            slots,
+            directory.as_ref(),
+        )?))
     }
 
     /// Take a free slot, blocking until one frees (the host may bound the
@@ -58,7 +62,9 @@ impl Semaphore {
     ///
     /// [`Error::TimedOut`](crate::Error::TimedOut) when none freed in time.
     pub fn acquire_for(&self, timeout: Duration) -> Result<SemaphorePermit<'_>> {
-        self.0.acquire_for(crate::nanos(timeout)).map(SemaphorePermit::new)
+        self.0
+            .acquire_for(crate::nanos(timeout))
+            .map(SemaphorePermit::new)
     }
 
     /// The number of slots.

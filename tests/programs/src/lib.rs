@@ -19,8 +19,16 @@ macro_rules! assert_err {
     ($result:expr, $pattern:pat) => {
         match $result {
             Err($pattern) => {}
-            Err(other) => panic!("{}: expected {}, got {other:?}", stringify!($result), stringify!($pattern)),
-            Ok(_) => panic!("{}: expected {}, got Ok", stringify!($result), stringify!($pattern)),
+            Err(other) => panic!(
+                "{}: expected {}, got {other:?}",
+                stringify!($result),
+                stringify!($pattern)
+            ),
+            Ok(_) => panic!(
+                "{}: expected {}, got Ok",
+                stringify!($result),
+                stringify!($pattern)
+            ),
         }
     };
 }

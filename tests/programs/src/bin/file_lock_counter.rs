@@ -10,7 +10,10 @@ fn main() {
     let n: u32 = args[2].parse().unwrap();
     for _ in 0..n {
         let guard = lock.lock().unwrap();
-        let value: u64 = fs::read_to_string(&args[1]).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        let value: u64 = fs::read_to_string(&args[1])
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
         fs::write(&args[1], (value + 1).to_string()).unwrap();
         guard.release().unwrap();
     }

@@ -30,7 +30,11 @@ fn main() {
     }
     for path in [String::new(), format!("{grant}/a\0b"), long, grant.clone()] {
         let e = refused(&path);
-        assert!(matches!(e, Error::InvalidArgument(_)), "{:?}: {e:?}", path.get(..40));
+        assert!(
+            matches!(e, Error::InvalidArgument(_)),
+            "{:?}: {e:?}",
+            path.get(..40)
+        );
     }
     for (name, slots, dir) in [
         ("../escape", 2, grant.as_str()),
@@ -39,13 +43,21 @@ fn main() {
         ("ok", 1_000_000, grant.as_str()),
     ] {
         let e = Semaphore::open(name, slots, dir).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)), "{name:?}/{slots}: {e:?}");
+        assert!(
+            matches!(e, Error::InvalidArgument(_)),
+            "{name:?}/{slots}: {e:?}"
+        );
     }
     for dir in ["/etc", "/", &format!("{grant}/../..")] {
         let e = Semaphore::open("ok", 2, dir).unwrap_err();
         assert!(matches!(e, Error::AccessDenied(_)), "{dir}: {e:?}");
     }
-    let e = Semaphore::open("ok", 2, &format!("{grant}/link-out")).and_then(|s| s.try_acquire().map(drop)).unwrap_err();
-    assert!(matches!(e, Error::AccessDenied(_)), "link-out semaphore: {e:?}");
+    let e = Semaphore::open("ok", 2, format!("{grant}/link-out"))
+        .and_then(|s| s.try_acquire().map(drop))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::AccessDenied(_)),
+        "link-out semaphore: {e:?}"
+    );
     println!("ok");
 }
