@@ -19,6 +19,13 @@ pub struct State {
     table: ResourceTable,
 }
 
+impl State {
+    /// Store data from its parts.
+    pub fn new(wasi: WasiCtx, locks: LocksCtx, table: ResourceTable) -> Self {
+        Self { wasi, locks, table }
+    }
+}
+
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

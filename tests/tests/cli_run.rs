@@ -231,3 +231,31 @@ fn bad_run_arguments_are_refused() {
         assert!(!output.stderr.is_empty());
     }
 }
+
+#[test]
+fn a_replaced_lock_file_is_locked_anew_not_through_the_old_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("swap.lock");
+    let mut plugin = run_plugin(dir.path(), FILE_LOCK_RELOCK, &["/data/swap.lock", "held"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(plugin.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "released");
+    // A tmp cleaner removes the lock file; someone creates and holds a new one.
+    std::fs::remove_file(&lock).unwrap();
+    let holder = Holder::start({
+        let mut c = lockworker();
+        c.arg("hold").arg(&lock);
+        c
+    });
+    writeln!(plugin.stdin.take().unwrap(), "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok");
+    assert!(plugin.wait().unwrap().success());
+    holder.release();
+}

@@ -190,6 +190,26 @@ macro_rules! scenarios {
         }
 
         #[test]
+        fn bench_lock_cycle() {
+            let dir = tempfile::tempdir().unwrap();
+            let out: Outcome = $run(
+                &Run::new(BENCH_LOCK_CYCLE, &["/data/b.lock", "100"]).grant(dir.path(), "/data"),
+            );
+            out.assert_ok();
+            assert!(out.stdout.trim().parse::<u64>().is_ok(), "{}", out.stdout);
+        }
+
+        #[test]
+        fn file_lock_relock() {
+            let dir = tempfile::tempdir().unwrap();
+            let out: Outcome = $run(
+                &Run::new(FILE_LOCK_RELOCK, &["/data/r.lock", "free"]).grant(dir.path(), "/data"),
+            );
+            out.assert_ok();
+            assert_eq!(out.stdout, "released\nok\n");
+        }
+
+        #[test]
         fn semaphore_basic() {
             let dir = tempfile::tempdir().unwrap();
             $run(&Run::new(SEMAPHORE_BASIC, &["/data"]).grant(dir.path(), "/data")).assert_ok();

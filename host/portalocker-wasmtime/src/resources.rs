@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
@@ -14,36 +15,54 @@ use crate::error::LockError;
 use crate::sandbox::{self, Resolved};
 use crate::wake::{self, FileKey};
 
+/// A descriptor of the lock file kept between locks, so a plugin that
+/// locks and unlocks the same file does not reopen it every time.
+type Spare = Arc<Mutex<Option<(File, FileKey)>>>;
+
 /// A lock file the guest named (`file-lock`).
 #[derive(Debug)]
 pub struct FileLockHandle {
     pub(crate) resolved: Resolved,
+    spare: Spare,
 }
 
 /// A held file lock (`file-lock-guard`): dropping it releases the lock.
 #[derive(Debug)]
 pub struct FileLockGuardHandle {
-    guard: Option<LockGuard>,
+    file: Option<File>,
     pub(crate) mode: LockMode,
-    key: Option<FileKey>,
+    key: FileKey,
+    spare: Spare,
     _held: Held,
 }
 
 impl FileLockGuardHandle {
+    /// Unlock, then keep the descriptor for the next lock (or close it).
+    fn release_inner(&mut self) -> Result<(), portalocker::Error> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let unlocked = portalocker::unlock(&file);
+        wake::released(Some(self.key));
+        if unlocked.is_ok() {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.is_none() {
+                *spare = Some((file, self.key));
+            }
+        }
+        unlocked
+    }
+
     /// Release now, reporting failures.
     pub(crate) fn release(mut self) -> Result<(), portalocker::Error> {
-        let result = self.guard.take().map_or(Ok(()), LockGuard::release);
-        wake::released(self.key);
-        result
+        self.release_inner()
     }
 }
 
 impl Drop for FileLockGuardHandle {
     fn drop(&mut self) {
-        if let Some(guard) = self.guard.take() {
-            drop(guard);
-            wake::released(self.key);
-        }
+        // The descriptor is closed (or kept) either way, which frees the lock.
+        let _ = self.release_inner();
     }
 }
 
@@ -93,7 +112,10 @@ impl LocksCtxView<'_> {
         path: String,
     ) -> Result<Resource<FileLockHandle>, LockError> {
         let resolved = sandbox::resolve(&self.ctx.grants, &path)?;
-        Ok(self.table.push(FileLockHandle { resolved })?)
+        Ok(self.table.push(FileLockHandle {
+            resolved,
+            spare: Spare::default(),
+        })?)
     }
 
     pub(crate) fn file_lock_path(
@@ -103,15 +125,15 @@ impl LocksCtxView<'_> {
         Ok(self.table.get(handle)?.resolved.guest.clone())
     }
 
-    /// Open the file and count the hold, ready to lock.
+    /// Count the hold and find the handle's path and spare descriptor.
     fn prepare_lock(
         &mut self,
         handle: &Resource<FileLockHandle>,
-    ) -> Result<(File, String, Held), LockError> {
-        let resolved = self.table.get(handle)?.resolved.clone();
+    ) -> Result<(Resolved, Spare, Held), LockError> {
+        let handle = self.table.get(handle)?;
+        let (resolved, spare) = (handle.resolved.clone(), Arc::clone(&handle.spare));
         let held = self.ctx.reserve()?;
-        let file = resolved.open_lock_file()?;
-        Ok((file, resolved.guest, held))
+        Ok((resolved, spare, held))
     }
 
     /// Lock, blocking this thread up to `timeout` (`None`: no limit).
@@ -121,11 +143,30 @@ impl LocksCtxView<'_> {
         mode: LockMode,
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-        let (file, guest, held) = self.prepare_lock(handle)?;
-        let key = wake::key_of(&file);
-        let guard = LockGuard::lock_file(file, guest.clone(), mode, timeout)
-            .map_err(|e| LockError::from_core(&guest, e))?;
-        self.push_guard(guard, mode, key, held)
+        let (resolved, spare, held) = self.prepare_lock(handle)?;
+        let deadline = deadline(timeout);
+        let mut retries = 0;
+        let (file, key) = loop {
+            let (file, key) = take_or_open(&spare, &resolved)?;
+            let result = match timeout {
+                None => portalocker::lock(&file, LockFlags::new(mode, false)),
+                Some(_) => {
+                    let left = deadline.map_or(Duration::ZERO, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
+                    portalocker::lock_timeout(&file, mode, left)
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_contention() => return Err(contention(timeout)),
+                Err(e) => return Err(LockError::from_core(&resolved.guest, e)),
+            }
+            if let Some(named) = still_named(file, key, &resolved, &mut retries)? {
+                break named;
+            }
+        };
+        self.push_guard(file, key, mode, spare, held)
     }
 
     /// Lock without blocking the executor: try, then wait for a release in
@@ -136,32 +177,40 @@ impl LocksCtxView<'_> {
         mode: LockMode,
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-        let (file, guest, held) = self.prepare_lock(handle)?;
-        let key = wake::key_of(&file);
+        let (resolved, spare, held) = self.prepare_lock(handle)?;
+        let deadline = deadline(timeout);
         let flags = LockFlags::new(mode, true);
-        let attempt = || match portalocker::lock(&file, flags) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_contention() => Ok(false),
-            Err(e) => Err(LockError::from_core(&guest, e)),
+        let mut retries = 0;
+        let (file, key) = loop {
+            let (file, key) = take_or_open(&spare, &resolved)?;
+            let attempt = || match portalocker::lock(&file, flags) {
+                Ok(()) => Ok(true),
+                Err(e) if e.is_contention() => Ok(false),
+                Err(e) => Err(LockError::from_core(&resolved.guest, e)),
+            };
+            if !wake::wait_until(Some(key), deadline, attempt).await? {
+                return Err(contention(timeout));
+            }
+            if let Some(named) = still_named(file, key, &resolved, &mut retries)? {
+                break named;
+            }
         };
-        if !wake::wait_until(key, deadline(timeout), attempt).await? {
-            return Err(contention(timeout));
-        }
-        let guard = LockGuard::from_locked(file, guest, mode);
-        self.push_guard(guard, mode, key, held)
+        self.push_guard(file, key, mode, spare, held)
     }
 
     fn push_guard(
         &mut self,
-        guard: LockGuard,
+        file: File,
+        key: FileKey,
         mode: LockMode,
-        key: Option<FileKey>,
+        spare: Spare,
         held: Held,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         Ok(self.table.push(FileLockGuardHandle {
-            guard: Some(guard),
+            file: Some(file),
             mode,
             key,
+            spare,
             _held: held,
         })?)
     }
@@ -224,7 +273,7 @@ impl LocksCtxView<'_> {
             .semaphore
             .acquire_with_opener(timeout, &open)
             .map_err(|e| LockError::from_core(&sem.guest_dir, e))?;
-        let key = wake::key_of(permit.file());
+        let key = Some(wake::key_of(permit.file()));
         self.push_permit(permit, key, held)
     }
 
@@ -258,7 +307,7 @@ impl LocksCtxView<'_> {
         let Some((file, slot)) = found.filter(|_| got) else {
             return Err(contention(timeout));
         };
-        let key = wake::key_of(&file);
+        let key = Some(wake::key_of(&file));
         let path = sem.semaphore.filename(slot);
         let permit = SemaphorePermit::from_locked(
             LockGuard::from_locked(file, path, LockMode::Exclusive),
@@ -298,6 +347,49 @@ impl LocksCtxView<'_> {
             .release()
             .map_err(|e| LockError::from_core("permit", e))
     }
+}
+
+/// The handle's kept descriptor, or a fresh open of its path, with its
+/// identity.
+fn take_or_open(spare: &Spare, resolved: &Resolved) -> Result<(File, FileKey), LockError> {
+    let kept = spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match kept {
+        Some(kept) => Ok(kept),
+        None => {
+            let file = resolved.open_lock_file()?;
+            let key = wake::key_of(&file);
+            Ok((file, key))
+        }
+    }
+}
+
+/// How often a lock is retaken because its path was swapped while locking
+/// before giving up (someone keeps replacing the file).
+const STALE_RETRIES: u32 = 100;
+
+/// After locking `file`: if its path still names it, the file; if the path
+/// was unlinked or replaced meanwhile (the lock would exclude nobody),
+/// unlock and close it and return `None`, to lock the current file.
+fn still_named(
+    file: File,
+    key: FileKey,
+    resolved: &Resolved,
+    retries: &mut u32,
+) -> Result<Option<(File, FileKey)>, LockError> {
+    if resolved.names(key) {
+        return Ok(Some((file, key)));
+    }
+    let _ = portalocker::unlock(&file);
+    drop(file);
+    *retries += 1;
+    if *retries > STALE_RETRIES {
+        return Err(crate::error::ErrorCode::Other(format!(
+            "{:?} kept being replaced while locking",
+            resolved.guest
+        ))
+        .into());
+    }
+    Ok(None)
 }
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {

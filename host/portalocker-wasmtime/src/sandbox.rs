@@ -17,6 +17,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
 use crate::error::LockError;
+use crate::wake::FileKey;
 
 /// The longest guest path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
@@ -108,6 +109,9 @@ pub(crate) struct Resolved {
     pub(crate) relative: PathBuf,
     /// The path as the guest gave it, for messages.
     pub(crate) guest: String,
+    /// `relative` for system calls (`None` if it cannot be one).
+    #[cfg(unix)]
+    relative_c: Option<std::ffi::CString>,
 }
 
 /// Find the grant `path` lies in (the longest matching prefix).
@@ -122,9 +126,15 @@ pub(crate) fn resolve(grants: &[Arc<Grant>], path: &str) -> Result<Resolved, Loc
                 "{path:?} is not inside a directory the host granted"
             ))
         })?;
+    let relative: PathBuf = rest.iter().collect();
     Ok(Resolved {
         grant: Arc::clone(grant),
-        relative: rest.iter().collect(),
+        #[cfg(unix)]
+        relative_c: {
+            use std::os::unix::ffi::OsStrExt;
+            std::ffi::CString::new(relative.as_os_str().as_bytes()).ok()
+        },
+        relative,
         guest: path.to_owned(),
     })
 }
@@ -139,6 +149,41 @@ impl Resolved {
             )));
         }
         open_in(&self.grant.dir, &self.relative).map_err(|e| LockError::from_io(&self.guest, e))
+    }
+
+    /// Whether this path still names the file whose identity is `key` (not
+    /// following a final symlink). One `fstatat`; nothing is opened.
+    pub(crate) fn names(&self, key: FileKey) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let Some(relative) = &self.relative_c else {
+                return false;
+            };
+            // SAFETY: a zeroed stat is a valid out-buffer; the descriptor and
+            // the C string outlive the call.
+            let mut named: libc::stat = unsafe { std::mem::zeroed() };
+            let status = unsafe {
+                libc::fstatat(
+                    self.grant.dir.as_raw_fd(),
+                    relative.as_ptr(),
+                    &mut named,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            #[allow(
+                clippy::unnecessary_cast,
+                reason = "st_dev and st_ino differ in width across platforms"
+            )]
+            let named_key = (named.st_dev as u64, named.st_ino as u64);
+            status == 0 && named_key == key
+        }
+        #[cfg(not(unix))]
+        {
+            // A locked file cannot be unlinked on Windows.
+            let _ = key;
+            true
+        }
     }
 
     /// Open the directory this names (the grant itself when empty).

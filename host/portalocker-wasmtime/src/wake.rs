@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,17 +20,22 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(10);
 
 static WAITERS: LazyLock<Mutex<HashMap<FileKey, Weak<Notify>>>> = LazyLock::new(Default::default);
 
-/// The key of an open file, where the platform gives one.
-pub(crate) fn key_of(file: &File) -> Option<FileKey> {
+/// How many async waits are in progress in this process: releases skip
+/// the registry when there are none.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// The key of an open file; `(0, 0)` where the platform gives none (then
+/// every release wakes every waiter, which only costs a retry).
+pub(crate) fn key_of(file: &File) -> FileKey {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        file.metadata().ok().map(|m| (m.dev(), m.ino()))
+        file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()))
     }
     #[cfg(not(unix))]
     {
         let _ = file;
-        None
+        (0, 0)
     }
 }
 
@@ -55,6 +61,9 @@ fn notifier(key: FileKey) -> Arc<Notify> {
 /// A lock on `key` was released in this process: wake its waiters.
 pub(crate) fn released(key: Option<FileKey>) {
     let Some(key) = key else { return };
+    if WAITING.load(Ordering::SeqCst) == 0 {
+        return;
+    }
     let notify = waiters().get(&key).and_then(Weak::upgrade);
     if let Some(notify) = notify {
         notify.notify_waiters();
@@ -70,6 +79,8 @@ pub(crate) async fn wait_until(
     mut attempt: impl FnMut() -> Result<bool, LockError>,
 ) -> Result<bool, LockError> {
     let notify = key.map(notifier);
+    WAITING.fetch_add(1, Ordering::SeqCst);
+    let _waiting = Waiting;
     let mut pause = FIRST_PAUSE;
     loop {
         // Listen before trying, so a release between the two is not missed.
@@ -97,5 +108,14 @@ pub(crate) async fn wait_until(
             None => tokio::time::sleep(nap).await,
         }
         pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+/// Counts one wait in [`WAITING`] until dropped (even when cancelled).
+struct Waiting;
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::SeqCst);
     }
 }
