@@ -160,9 +160,10 @@ impl Resolved {
             let Some(relative) = &self.relative_c else {
                 return false;
             };
-            // SAFETY: a zeroed stat is a valid out-buffer; the descriptor and
-            // the C string outlive the call.
+            // SAFETY: all-zero bytes are a valid `stat`.
             let mut named: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `named` is a valid out-buffer; the directory descriptor
+            // and the C string outlive the call.
             let status = unsafe {
                 libc::fstatat(
                     self.grant.dir.as_raw_fd(),
