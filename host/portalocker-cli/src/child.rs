@@ -19,6 +19,9 @@ use crate::commands::Failure;
 /// it cannot be run.
 pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> {
     let (program, args) = command.split_first().expect("clap requires a command");
+    // Forward from before the spawn: a signal that arrives while the child
+    // starts is held and passed on once its PID is known.
+    let forwarding = signals::Forwarding::install();
     let mut child = Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -34,7 +37,7 @@ pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> 
                 message: format!("cannot run {}: {e}", program.to_string_lossy()),
             }
         })?;
-    let forwarding = signals::forward_to(child.id());
+    forwarding.to(child.id());
     let status = child.wait();
     drop(forwarding);
     let status = status.map_err(|e| Failure {
@@ -59,6 +62,7 @@ mod signals {
     use std::sync::atomic::{AtomicI32, Ordering};
 
     static CHILD: AtomicI32 = AtomicI32::new(0);
+    static PENDING: AtomicI32 = AtomicI32::new(0);
     const FORWARDED: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGHUP];
     const IGNORED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGQUIT];
 
@@ -67,27 +71,45 @@ mod signals {
         if child > 0 {
             // SAFETY: kill is async-signal-safe.
             unsafe { libc::kill(child, signal) };
+        } else {
+            PENDING.store(signal, Ordering::SeqCst);
         }
     }
 
-    /// Restores the default dispositions on drop.
+    /// Forwards SIGTERM and SIGHUP to the child and ignores SIGINT and
+    /// SIGQUIT until dropped, then restores the defaults.
     pub struct Forwarding;
 
-    pub fn forward_to(pid: u32) -> Forwarding {
-        CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
-        // SAFETY: installs a handler that only calls kill, and SIG_IGN.
-        unsafe {
-            for signal in FORWARDED {
-                libc::signal(
-                    signal,
-                    forward as extern "C" fn(libc::c_int) as libc::sighandler_t,
-                );
+    impl Forwarding {
+        pub fn install() -> Self {
+            CHILD.store(0, Ordering::SeqCst);
+            PENDING.store(0, Ordering::SeqCst);
+            // SAFETY: installs a handler that only calls kill or stores an
+            // atomic, and SIG_IGN.
+            unsafe {
+                for signal in FORWARDED {
+                    libc::signal(
+                        signal,
+                        forward as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                    );
+                }
+                for signal in IGNORED {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
             }
-            for signal in IGNORED {
-                libc::signal(signal, libc::SIG_IGN);
+            Forwarding
+        }
+
+        /// The child is `pid`: pass on what arrived meanwhile.
+        pub fn to(&self, pid: u32) {
+            let pid = i32::try_from(pid).unwrap_or(0);
+            CHILD.store(pid, Ordering::SeqCst);
+            let pending = PENDING.swap(0, Ordering::SeqCst);
+            if pending != 0 && pid > 0 {
+                // SAFETY: plain kill(2) on our child.
+                unsafe { libc::kill(pid, pending) };
             }
         }
-        Forwarding
     }
 
     impl Drop for Forwarding {
@@ -105,10 +127,14 @@ mod signals {
 
 #[cfg(not(unix))]
 mod signals {
-    /// Nothing to restore where signals are not forwarded.
+    /// Nothing is forwarded where there are no signals.
     pub struct Forwarding;
 
-    pub fn forward_to(_pid: u32) -> Forwarding {
-        Forwarding
+    impl Forwarding {
+        pub fn install() -> Self {
+            Forwarding
+        }
+
+        pub fn to(&self, _pid: u32) {}
     }
 }
