@@ -5,9 +5,11 @@
 #  - Rust targets: wasm32-wasip2 for plugins, and x86_64-pc-windows-gnu and
 #    x86_64-apple-darwin for the compile checks of the core on Windows and
 #    macOS;
-#  - a Python virtual environment with portalocker 4.4.2 from PyPI, for the
-#    interoperability tests (at $PORTALOCKER_VENV, default
-#    ~/.cache/portalocker-rs/venv).
+#  - redis-server (Debian package), which the Redis tests start on free
+#    loopback ports;
+#  - a Python virtual environment with portalocker 4.4.2 (and its redis
+#    extra) from PyPI, for the interoperability tests (at $PORTALOCKER_VENV,
+#    default ~/.cache/portalocker-rs/venv).
 set -euo pipefail
 
 cache="${PORTALOCKER_CACHE:-$HOME/.cache/portalocker-rs}"
@@ -23,12 +25,23 @@ if ((${#need_targets[@]})); then
     rustup target add "${need_targets[@]}"
 fi
 
-if ! "$venv/bin/python" -c 'import portalocker, sys; sys.exit(portalocker.__version__ != "4.4.2")' 2>/dev/null; then
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: apt-get install redis-server"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "setup: redis-server is missing; install it (Debian: sudo apt-get install redis-server)" >&2
+        exit 1
+    fi
+fi
+
+if ! "$venv/bin/python" -c 'import portalocker, redis, sys; sys.exit(portalocker.__version__ != "4.4.2")' 2>/dev/null; then
     command -v python3 >/dev/null || {
         echo "setup: python3 is missing; install it (Debian: apt-get install python3 python3-venv)" >&2
         exit 1
     }
-    echo "setup: creating $venv with portalocker 4.4.2"
+    echo "setup: creating $venv with portalocker 4.4.2 and redis-py"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check portalocker==4.4.2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'portalocker[redis]==4.4.2'
 fi

@@ -44,6 +44,20 @@ def semaphore(directory, name, slots):
     )
 
 
+def redis_lock(url, channel, *flags_and_options, **kwargs):
+    import redis
+    flags_and_options = [o for o in flags_and_options if not o.startswith("hold=")]
+    flags = portalocker.LockFlags.SHARED if "shared" in flags_and_options else portalocker.LockFlags.EXCLUSIVE
+    return portalocker.RedisLock(
+        channel,
+        connection=redis.Redis.from_url(url),
+        flags=flags,
+        fencing="fencing" in flags_and_options,
+        interrupt_on_lost=False,
+        **kwargs,
+    )
+
+
 def main(argv):
     command, args = argv[0], argv[1:]
     if command == "version":
@@ -98,6 +112,31 @@ def main(argv):
     elif command == "pid-try":
         with portalocker.PidFileLock(args[0]) as holder:
             print("acquired" if holder is None else f"held-by {holder}", flush=True)
+    elif command == "redis-hold":
+        url, channel, *options = args
+        lock = redis_lock(url, channel, *options, timeout=60)
+        lock.acquire()
+        print("locked" if lock.fence_token is None else f"locked {lock.fence_token}", flush=True)
+        wait_for_stdin_close()
+        lock.release()
+    elif command == "redis-try":
+        url, channel, *options = args
+        lock = redis_lock(url, channel, *options, timeout=0, fail_when_locked=True)
+        try:
+            lock.acquire()
+        except portalocker.AlreadyLocked:
+            sys.exit(3)
+        for option in options:
+            if option.startswith("hold="):
+                time.sleep(int(option[5:]) / 1000)
+        lock.release()
+    elif command == "redis-count":
+        url, channel, data, n = args
+        lock = redis_lock(url, channel, timeout=120, check_interval=0.01)
+        for _ in range(int(n)):
+            lock.acquire()
+            write_counter(data, read_counter(data) + 1)
+            lock.release()
     else:
         sys.exit(f"unknown command {argv!r}")
 

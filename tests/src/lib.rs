@@ -45,3 +45,5 @@ pub mod host;
 pub mod programs {
     include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 }
+
+pub mod redis_server;

@@ -49,6 +49,24 @@ pub enum Error {
         /// What was seen.
         reason: String,
     },
+    /// A held lock was lost: its Redis subscription connection died (a
+    /// reaper killed it, the server restarted, the link broke). Someone
+    /// else may hold the lock now.
+    #[error("the lock {channel:?} was lost: {reason}")]
+    Lost {
+        /// The lock name.
+        channel: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The setup cannot give what a lock promises (a Redis Cluster node or
+    /// a replica, which cannot give mutual exclusion).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The Redis server could not be reached, refused a command, or did
+    /// not confirm a subscription in time.
+    #[error("redis: {0}")]
+    Redis(String),
     /// An operating-system call failed.
     #[error("{op} {}: {source}", describe(.path.as_deref()))]
     Io {
@@ -93,7 +111,10 @@ impl Error {
             | Error::TimedOut { path, .. }
             | Error::Io { path, .. } => path.as_deref(),
             Error::Compromised { path, .. } => Some(path),
-            Error::InvalidArgument(_) => None,
+            Error::InvalidArgument(_)
+            | Error::Lost { .. }
+            | Error::Unsupported(_)
+            | Error::Redis(_) => None,
         }
     }
 
@@ -151,7 +172,10 @@ impl From<Error> for io::Error {
             Error::WouldBlock { .. } => io::ErrorKind::WouldBlock,
             Error::TimedOut { .. } => io::ErrorKind::TimedOut,
             Error::InvalidArgument(_) => io::ErrorKind::InvalidInput,
-            Error::Compromised { .. } => io::ErrorKind::Other,
+            Error::Compromised { .. } | Error::Lost { .. } | Error::Redis(_) => {
+                io::ErrorKind::Other
+            }
+            Error::Unsupported(_) => io::ErrorKind::Unsupported,
             Error::Io { source, .. } => source.kind(),
         };
         io::Error::new(kind, error)

@@ -66,6 +66,9 @@ mod flags;
 mod lock;
 mod mode;
 mod pidfile;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod rlock;
 mod semaphore;
 mod sys;

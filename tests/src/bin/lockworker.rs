@@ -8,6 +8,10 @@
 //! lockworker sem-count DIR NAME SLOTS N TRACK  N slot holds, tracking peak concurrency
 //! lockworker pid-hold PIDFILE                  hold a PID-file lock until stdin closes
 //! lockworker pid-try PIDFILE                   print "acquired" or "held-by PID"
+//! lockworker redis-hold URL NAME [shared|fencing]  hold until stdin closes; then
+//!                                              print "lost" or "held"
+//! lockworker redis-try URL NAME [shared]       exit 0 if it could lock, 3 if busy
+//! lockworker redis-count URL NAME DATA N       N Redis-locked increments of DATA
 //! ```
 
 use std::io::{self, BufRead, Write};
@@ -16,6 +20,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use portalocker::redis::RedisLock;
 use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock};
 use portalocker_tests::{read_counter, write_counter};
 
@@ -72,8 +77,59 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["redis-hold", url, name, options @ ..] => {
+            let lock = redis_lock(url, name, options)?.timeout(Duration::from_secs(60));
+            let guard = lock.acquire()?;
+            match guard.fencing_token() {
+                Some(token) => println!("locked {token}"),
+                None => println!("locked"),
+            }
+            io::stdout().flush()?;
+            wait_for_stdin_close();
+            println!("{}", if guard.is_lost() { "lost" } else { "held" });
+            drop(guard);
+            Ok(())
+        }
+        ["redis-try", url, name, options @ ..] => {
+            let lock = redis_lock(url, name, options)?
+                .timeout(Duration::ZERO)
+                .fail_when_locked(true);
+            match lock.acquire() {
+                Ok(guard) => {
+                    if let Some(ms) = options.iter().find_map(|o| o.strip_prefix("hold=")) {
+                        std::thread::sleep(Duration::from_millis(ms.parse()?));
+                    }
+                    Ok(guard.release()?)
+                }
+                Err(e) if e.is_contention() => std::process::exit(3),
+                Err(e) => Err(e.into()),
+            }
+        }
+        ["redis-count", url, name, data, n] => {
+            let lock = redis_lock(url, name, &[])?.timeout(Duration::from_secs(120));
+            for _ in 0..n.parse::<u64>()? {
+                let guard = lock.acquire()?;
+                let value = read_counter(Path::new(data))?;
+                write_counter(Path::new(data), value + 1)?;
+                guard.release()?;
+            }
+            Ok(())
+        }
         _ => bail!("unknown arguments {args:?}; see the source for usage"),
     }
+}
+
+fn redis_lock(url: &str, name: &str, options: &[&str]) -> Result<RedisLock> {
+    let mut lock = RedisLock::open(url, name)?;
+    for option in options {
+        lock = match *option {
+            "shared" => lock.shared(),
+            "fencing" => lock.fencing(true),
+            hold if hold.starts_with("hold=") => lock,
+            other => bail!("unknown option {other}"),
+        };
+    }
+    Ok(lock)
 }
 
 fn semaphore(dir: &str, name: &str, slots: &str) -> Result<BoundedSemaphore> {

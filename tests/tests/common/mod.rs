@@ -47,7 +47,7 @@ pub fn python_path() -> &'static Path {
             });
         let how = "install it with `scripts/setup.sh`, or by hand: \
                    `python3 -m venv ~/.cache/portalocker-rs/venv && \
-                   ~/.cache/portalocker-rs/venv/bin/pip install portalocker==4.4.2` \
+                   ~/.cache/portalocker-rs/venv/bin/pip install 'portalocker[redis]==4.4.2'` \
                    (or point PORTALOCKER_PYTHON at a python that has it)";
         let output = Command::new(&python)
             .arg(python_worker_script())
@@ -81,6 +81,7 @@ pub fn pyworker() -> Command {
 pub struct Holder {
     child: Child,
     stdin: Option<ChildStdin>,
+    reader: Option<BufReader<std::process::ChildStdout>>,
     /// The line the worker printed once it held the lock.
     pub said: String,
 }
@@ -96,9 +97,8 @@ impl Holder {
             .expect("spawn holder");
         let stdin = child.stdin.take();
         let mut said = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut said)
-            .expect("read holder");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        reader.read_line(&mut said).expect("read holder");
         assert!(
             !said.is_empty(),
             "the holder exited before locking: {:?}",
@@ -107,6 +107,7 @@ impl Holder {
         Holder {
             child,
             stdin,
+            reader: Some(reader),
             said: said.trim().to_owned(),
         }
     }
@@ -128,6 +129,19 @@ impl Holder {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
+    }
+
+    /// Close stdin, wait for a clean exit, and return what it printed
+    /// after its first line.
+    pub fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        if let Some(reader) = self.reader.as_mut() {
+            let _ = std::io::Read::read_to_string(reader, &mut rest);
+        }
+        let status = self.child.wait().expect("wait holder");
+        assert!(status.success(), "holder failed: {status}");
+        rest
     }
 
     /// Write a line to the holder.

@@ -1,0 +1,223 @@
+//! Connections: the named lock subscription with its ping responder, reply
+//! subscriptions for probes, and the commands the protocol uses.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Msg, ProtocolVersion, PushInfo, PushKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::protocol::{self, WireMode};
+use crate::error::{Error, Result};
+
+/// How often a holder pings its own subscription connection to notice a
+/// half-open link (well under the 1 s peers wait for an answer).
+const KEEPALIVE: Duration = Duration::from_millis(500);
+
+/// A client that speaks RESP3 (a subscribed connection can then publish).
+pub(crate) fn resp3(client: &Client) -> Result<Client> {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Client::open(info.set_redis_settings(settings)).map_err(Error::from)
+}
+
+/// A RESP3 connection whose pushes (pub/sub messages) arrive on the
+/// returned receiver.
+pub(crate) async fn push_connection(
+    client3: &Client,
+    timeout: Duration,
+) -> Result<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>)> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let config = AsyncConnectionConfig::new()
+        .set_push_sender(sender)
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let connection = client3
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    Ok((connection, receiver))
+}
+
+/// `PUBSUB NUMSUB channel`.
+pub(crate) async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> Result<i64> {
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await?;
+    Ok(counts.first().map_or(0, |(_, n)| *n))
+}
+
+/// What a participant advertises, changed atomically with respect to the
+/// responder's snapshots.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Advertised {
+    pub(crate) mode: WireMode,
+    pub(crate) elected: bool,
+}
+
+/// The lock subscription: a dedicated connection named `C-lock-<id>`,
+/// subscribed to `C`, answering every ping with our record from this very
+/// connection, and reporting its own death.
+pub(crate) struct Subscription {
+    state: Arc<Mutex<Advertised>>,
+    lost: watch::Receiver<Option<String>>,
+    responder: JoinHandle<()>,
+}
+
+impl Subscription {
+    /// Connect, name the connection, subscribe and wait for the
+    /// confirmation, then start answering pings.
+    pub(crate) async fn open(
+        client3: &Client,
+        channel: &str,
+        holder_id: &str,
+        advertised: Advertised,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let open = async {
+            let (mut conn, pushes) = push_connection(client3, timeout).await?;
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(protocol::connection_name(channel, holder_id))
+                .exec_async(&mut conn)
+                .await?;
+            conn.subscribe(channel).await?;
+            Ok::<_, Error>((conn, pushes))
+        };
+        let (conn, pushes) = tokio::time::timeout(timeout, open).await.map_err(|_| {
+            Error::Redis(format!(
+                "the subscription to {channel:?} was not confirmed within {timeout:?}"
+            ))
+        })??;
+        let state = Arc::new(Mutex::new(advertised));
+        let (lost_tx, lost) = watch::channel(None);
+        let responder = tokio::spawn(respond(
+            conn,
+            pushes,
+            Arc::clone(&state),
+            holder_id.to_owned(),
+            lost_tx,
+        ));
+        Ok(Self {
+            state,
+            lost,
+            responder,
+        })
+    }
+
+    /// Change what we advertise.
+    pub(crate) fn advertise(&self, mode: WireMode, elected: bool) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Advertised { mode, elected };
+    }
+
+    /// Why the subscription died, if it did.
+    pub(crate) fn lost(&self) -> Option<String> {
+        self.lost.borrow().clone()
+    }
+
+    /// A receiver that changes when the subscription dies.
+    pub(crate) fn watch_lost(&self) -> watch::Receiver<Option<String>> {
+        self.lost.clone()
+    }
+}
+
+impl Drop for Subscription {
+    /// Dropping the responder drops the last handle on the connection,
+    /// which closes the socket: Redis drops the subscription at once.
+    fn drop(&mut self) {
+        self.responder.abort();
+    }
+}
+
+async fn respond(
+    mut conn: MultiplexedConnection,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    state: Arc<Mutex<Advertised>>,
+    holder_id: String,
+    lost: watch::Sender<Option<String>>,
+) {
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
+    let reason = loop {
+        tokio::select! {
+            push = pushes.recv() => match push {
+                None => break "the connection closed".to_owned(),
+                Some(push) if push.kind == PushKind::Disconnection => break "the connection was lost".to_owned(),
+                Some(push) if push.kind == PushKind::Message => {
+                    let Some(message) = Msg::from_push_info(push) else { continue };
+                    let Some(reply_channel) = protocol::parse_ping(message.get_payload_bytes()) else { continue };
+                    let advertised = *state.lock().unwrap_or_else(|p| p.into_inner());
+                    let record = protocol::record(&holder_id, advertised.mode, advertised.elected);
+                    let published: redis::RedisResult<()> =
+                        redis::cmd("PUBLISH").arg(reply_channel).arg(record).query_async(&mut conn).await;
+                    if let Err(e) = published && e.is_unrecoverable_error() {
+                        break format!("answering a ping failed: {e}");
+                    }
+                }
+                Some(_) => {}
+            },
+            _ = keepalive.tick() => {
+                let pong: redis::RedisResult<redis::Value> = redis::cmd("PING").query_async(&mut conn).await;
+                if let Err(e) = pong {
+                    break format!("the connection stopped answering: {e}");
+                }
+            }
+        }
+    };
+    let _ = lost.send(Some(reason));
+}
+
+/// A reply subscription for one probe.
+pub(crate) struct Replies {
+    _conn: MultiplexedConnection,
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+}
+
+impl Replies {
+    /// Subscribe to `reply_channel` and wait for the confirmation.
+    pub(crate) async fn open(
+        client3: &Client,
+        reply_channel: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let (mut conn, pushes) = push_connection(client3, timeout).await?;
+        tokio::time::timeout(timeout, conn.subscribe(reply_channel))
+            .await
+            .map_err(|_| {
+                Error::Redis(format!(
+                    "no confirmation for the reply channel {reply_channel:?}"
+                ))
+            })??;
+        Ok(Self {
+            _conn: conn,
+            pushes,
+        })
+    }
+
+    /// The next reply payload, waiting at most `wait`; `Err` when the
+    /// connection died.
+    pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>> {
+        loop {
+            match tokio::time::timeout(wait, self.pushes.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => return Err(Error::Redis("the reply connection closed".into())),
+                Ok(Some(push)) if push.kind == PushKind::Message => {
+                    if let Some(message) = Msg::from_push_info(push) {
+                        return Ok(Some(message.get_payload_bytes().to_vec()));
+                    }
+                }
+                Ok(Some(push)) if push.kind == PushKind::Disconnection => {
+                    return Err(Error::Redis("the reply connection was lost".into()));
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The Redis lock against a real `redis-server`: exclusion, shared mode,
+//! fencing, loss, topology refusal, and interoperability with Python's
+//! portalocker 4.4.2 in both directions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Holder, exit_code, lockworker, pyworker, run_ok};
+use portalocker::Error;
+use portalocker::redis::RedisLock;
+use portalocker_tests::read_counter;
+use portalocker_tests::redis_server::RedisServer;
+
+fn lock(server: &RedisServer, name: &str) -> RedisLock {
+    RedisLock::open(&server.url(), name).unwrap()
+}
+
+fn holder(
+    mut command: std::process::Command,
+    server: &RedisServer,
+    name: &str,
+    options: &[&str],
+) -> Holder {
+    command
+        .args(["redis-hold", &server.url(), name])
+        .args(options);
+    Holder::start(command)
+}
+
+#[test]
+fn exclusive_locks_exclude_and_hand_over() {
+    let server = RedisServer::start();
+    let a = lock(&server, "jobs").acquire().unwrap();
+    let err = lock(&server, "jobs")
+        .fail_when_locked(true)
+        .acquire()
+        .unwrap_err();
+    assert!(matches!(err, Error::WouldBlock { .. }), "{err}");
+    let started = Instant::now();
+    let err = lock(&server, "jobs")
+        .timeout(Duration::from_millis(300))
+        .acquire()
+        .unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(
+        lock(&server, "jobs")
+            .timeout(Duration::ZERO)
+            .acquire()
+            .unwrap_err()
+            .is_contention()
+    );
+    // Another name is independent.
+    drop(lock(&server, "other").acquire().unwrap());
+    let waiter = std::thread::spawn({
+        let url = server.url();
+        move || {
+            RedisLock::open(&url, "jobs")
+                .unwrap()
+                .timeout(Duration::from_secs(30))
+                .acquire()
+                .map(drop)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    a.release().unwrap();
+    waiter.join().unwrap().unwrap();
+}
+
+#[test]
+fn readers_share_and_writers_wait_for_them() {
+    let server = RedisServer::start();
+    let r1 = lock(&server, "doc").shared().acquire().unwrap();
+    let r2 = lock(&server, "doc")
+        .shared()
+        .fail_when_locked(true)
+        .acquire()
+        .unwrap();
+    assert!(
+        lock(&server, "doc")
+            .fail_when_locked(true)
+            .acquire()
+            .unwrap_err()
+            .is_contention()
+    );
+    drop((r1, r2));
+    let writer = lock(&server, "doc").acquire().unwrap();
+    assert!(
+        lock(&server, "doc")
+            .shared()
+            .fail_when_locked(true)
+            .acquire()
+            .unwrap_err()
+            .is_contention()
+    );
+    drop(writer);
+}
+
+#[test]
+fn fencing_tokens_grow() {
+    let server = RedisServer::start();
+    let fenced = lock(&server, "fenced").fencing(true);
+    let first = fenced.acquire().unwrap();
+    let t1 = first.fencing_token().unwrap();
+    drop(first);
+    let t2 = fenced.acquire().unwrap().fencing_token().unwrap();
+    assert!(t2 > t1);
+    assert_eq!(
+        lock(&server, "fenced").acquire().unwrap().fencing_token(),
+        None
+    );
+}
+
+#[test]
+fn a_killed_subscription_is_reported_as_lost() {
+    let server = RedisServer::start();
+    let lock = lock(&server, "fragile");
+    let guard = lock.acquire().unwrap();
+    assert!(!guard.is_lost());
+    let name = format!("fragile-lock-{}", lock.holder_id());
+    let list = server.cli(&["CLIENT", "LIST"]);
+    let id = list
+        .lines()
+        .find(|line| line.contains(&format!(" name={name} ")))
+        .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+        .expect("the lock's named subscription connection");
+    server.cli(&["CLIENT", "KILL", "ID", id]);
+    assert!(
+        guard.wait_lost(Duration::from_secs(10)),
+        "the loss was not noticed"
+    );
+    assert!(matches!(guard.ensure_held(), Err(Error::Lost { .. })));
+    assert!(guard.release().is_err());
+}
+
+#[test]
+fn a_restarted_server_never_leaves_two_believing_holders() {
+    let mut server = RedisServer::start();
+    let first = lock(&server, "restart").acquire().unwrap();
+    server.restart();
+    assert!(
+        first.wait_lost(Duration::from_secs(10)),
+        "the holder did not learn of the restart"
+    );
+    let second = lock(&server, "restart").acquire().unwrap();
+    assert!(first.is_lost() && !second.is_lost());
+}
+
+#[test]
+fn replicas_are_refused() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let err = lock(&replica, "r").acquire().unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+}
+
+#[test]
+fn bad_names_and_urls_are_refused() {
+    for name in ["", "a\nb"] {
+        assert!(matches!(
+            RedisLock::open("redis://127.0.0.1:1/", name),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert!(matches!(
+        RedisLock::open("nonsense://", "x"),
+        Err(Error::InvalidArgument(_))
+    ));
+    // An unreachable server is a terminal error, not contention.
+    let err = RedisLock::open("redis://127.0.0.1:1/", "x")
+        .unwrap()
+        .acquire()
+        .unwrap_err();
+    assert!(matches!(err, Error::Redis(_)), "{err}");
+}
+
+#[test]
+fn python_and_rust_exclude_each_other() {
+    let server = RedisServer::start();
+    let py = holder(pyworker(), &server, "shared-job", &[]);
+    assert!(
+        lock(&server, "shared-job")
+            .fail_when_locked(true)
+            .acquire()
+            .unwrap_err()
+            .is_contention()
+    );
+    assert!(
+        lock(&server, "shared-job")
+            .shared()
+            .fail_when_locked(true)
+            .acquire()
+            .unwrap_err()
+            .is_contention()
+    );
+    py.release();
+    let ours = lock(&server, "shared-job").acquire().unwrap();
+    assert_eq!(
+        exit_code(pyworker().args(["redis-try", &server.url(), "shared-job"])),
+        3
+    );
+    assert_eq!(
+        exit_code(pyworker().args(["redis-try", &server.url(), "shared-job", "shared"])),
+        3
+    );
+    drop(ours);
+    run_ok(pyworker().args(["redis-try", &server.url(), "shared-job"]));
+}
+
+#[test]
+fn python_and_rust_readers_share_and_gate_writers() {
+    let server = RedisServer::start();
+    let py_reader = holder(pyworker(), &server, "doc", &["shared"]);
+    let ours = lock(&server, "doc")
+        .shared()
+        .fail_when_locked(true)
+        .acquire()
+        .unwrap();
+    assert_eq!(
+        exit_code(pyworker().args(["redis-try", &server.url(), "doc"])),
+        3
+    );
+    assert!(
+        lock(&server, "doc")
+            .fail_when_locked(true)
+            .acquire()
+            .unwrap_err()
+            .is_contention()
+    );
+    drop(ours);
+    py_reader.release();
+    let rust_reader = holder(lockworker(), &server, "doc", &["shared"]);
+    run_ok(pyworker().args(["redis-try", &server.url(), "doc", "shared"]));
+    assert_eq!(
+        exit_code(pyworker().args(["redis-try", &server.url(), "doc"])),
+        3
+    );
+    rust_reader.release();
+}
+
+#[test]
+fn python_and_rust_fenced_writers_draw_one_sequence() {
+    let server = RedisServer::start();
+    let mut tokens = Vec::new();
+    for round in 0..4 {
+        if round % 2 == 0 {
+            let py = holder(pyworker(), &server, "fence", &["fencing"]);
+            tokens.push(
+                py.said
+                    .trim_start_matches("locked ")
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+            py.release();
+        } else {
+            tokens.push(
+                lock(&server, "fence")
+                    .fencing(true)
+                    .acquire()
+                    .unwrap()
+                    .fencing_token()
+                    .unwrap(),
+            );
+        }
+    }
+    assert!(tokens.windows(2).all(|w| w[1] > w[0]), "{tokens:?}");
+}
+
+#[test]
+fn writers_racing_on_a_free_channel_exactly_one_wins() {
+    let server = RedisServer::start();
+    for round in 0..3 {
+        let name = format!("race-{round}");
+        // Two Python and two Rust processes try at once; a winner holds for
+        // a second so that every attempt overlaps it.
+        let racers: Vec<_> = (0..4)
+            .map(|i| {
+                let mut command = if i % 2 == 0 { pyworker() } else { lockworker() };
+                command
+                    .args(["redis-try", &server.url(), &name, "hold=1500"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<i32> = racers
+            .into_iter()
+            .map(|mut r| r.wait().unwrap().code().unwrap())
+            .collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 0).count(),
+            1,
+            "round {round}: {codes:?}"
+        );
+        assert_eq!(
+            codes.iter().filter(|c| **c == 3).count(),
+            3,
+            "round {round}: {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn a_sigkilled_python_holder_is_taken_over_fast() {
+    let server = RedisServer::start();
+    let py = holder(pyworker(), &server, "crash", &[]);
+    py.kill();
+    let started = Instant::now();
+    drop(
+        lock(&server, "crash")
+            .timeout(Duration::from_secs(10))
+            .acquire()
+            .unwrap(),
+    );
+    eprintln!("takeover after SIGKILL: {:?}", started.elapsed());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_sigstopped_python_holder_is_reaped() {
+    let server = RedisServer::start();
+    let py = holder(pyworker(), &server, "wedged", &[]);
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(py.pid() as i32, libc::SIGSTOP) };
+    let got = lock(&server, "wedged")
+        .timeout(Duration::from_secs(15))
+        .acquire();
+    // SAFETY: as above.
+    unsafe { libc::kill(py.pid() as i32, libc::SIGKILL) };
+    drop(got.expect("the wedged Python holder was not reaped"));
+}
+
+#[cfg(unix)]
+#[test]
+fn our_sigstopped_holder_is_reaped_by_python_and_learns_it() {
+    let server = RedisServer::start();
+    let mut ours = holder(lockworker(), &server, "paused", &[]);
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(ours.pid() as i32, libc::SIGSTOP) };
+    let python = Holder::start({
+        let mut c = pyworker();
+        c.args(["redis-hold", &server.url(), "paused"]);
+        c
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(ours.pid() as i32, libc::SIGCONT) };
+    std::thread::sleep(Duration::from_millis(300));
+    ours.tell("report");
+    let said = ours.finish();
+    assert!(
+        said.contains("lost"),
+        "our paused holder did not learn of its loss: {said:?}"
+    );
+    python.release();
+}
+
+#[test]
+fn a_mixed_soak_counts_exactly() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("count");
+    let mut workers = Vec::new();
+    for i in 0..4 {
+        let mut command = if i % 2 == 0 { lockworker() } else { pyworker() };
+        command
+            .args(["redis-count", &server.url(), "soak"])
+            .arg(&data)
+            .arg("40");
+        workers.push(command.spawn().unwrap());
+    }
+    for mut worker in workers {
+        assert!(worker.wait().unwrap().success());
+    }
+    assert_eq!(read_counter(&data).unwrap(), 160);
+}
