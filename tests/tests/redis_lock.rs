@@ -374,3 +374,110 @@ fn a_mixed_soak_counts_exactly() {
     }
     assert_eq!(read_counter(&data).unwrap(), 160);
 }
+
+#[test]
+fn the_cli_runs_commands_under_the_redis_lock() {
+    let server = RedisServer::start();
+    let output = common::cli()
+        .args([
+            "redis-lock",
+            "--url",
+            &server.url(),
+            "--fencing",
+            "cli-job",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg("echo token=$PORTALOCKER_FENCING_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "token=1");
+    // REDIS_URL is the default server; the command's status comes back.
+    let code = common::cli()
+        .env("REDIS_URL", server.url())
+        .args(["redis-lock", "cli-job", "--", "sh", "-c", "exit 6"])
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(6));
+    // A Python holder makes it fail with the conflict code.
+    let py = holder(pyworker(), &server, "cli-job", &[]);
+    let args = [
+        "redis-lock",
+        "--url",
+        &server.url(),
+        "-n",
+        "-q",
+        "-E",
+        "9",
+        "cli-job",
+        "--",
+        "true",
+    ];
+    assert_eq!(exit_code(common::cli().args(args)), 9);
+    let started = Instant::now();
+    let args = [
+        "redis-lock",
+        "--url",
+        &server.url(),
+        "-w",
+        "0.4",
+        "-q",
+        "cli-job",
+        "--",
+        "true",
+    ];
+    assert_eq!(exit_code(common::cli().args(args)), 1);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    py.release();
+    // Bad input.
+    assert_eq!(
+        exit_code(common::cli().args(["redis-lock", "--url", &server.url(), "", "--", "true"])),
+        64
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_cli_stops_the_command_when_the_lock_is_lost() {
+    use std::io::{BufRead, BufReader};
+    let server = RedisServer::start();
+    let mut child = common::cli()
+        .args([
+            "redis-lock",
+            "--url",
+            &server.url(),
+            "doomed",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg("trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.05; done")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let list = server.cli(&["CLIENT", "LIST"]);
+    let id = list
+        .lines()
+        .find(|line| line.contains(" name=doomed-lock-"))
+        .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+        .expect("the CLI's lock subscription");
+    server.cli(&["CLIENT", "KILL", "ID", id]);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "got-term");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(75));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("was lost"));
+}

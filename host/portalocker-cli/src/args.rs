@@ -38,6 +38,13 @@ pub enum Command {
     /// The slot files are portalocker's: DIR/NAME.00.lock, NAME.01.lock, ...
     /// The command sees its slot number in PORTALOCKER_SLOT.
     Semaphore(SemaphoreArgs),
+    /// Run a command while holding a Redis lock (portalocker's RedisLock
+    /// protocol: Python programs using portalocker share it).
+    ///
+    /// The command sees the fencing token in PORTALOCKER_FENCING_TOKEN
+    /// (with --fencing). If the lock is lost while it runs, it gets SIGTERM
+    /// and portalocker exits with 75.
+    RedisLock(RedisLockArgs),
     /// Run a wasm plugin (a wasm32-wasip2 component) with WASI and the
     /// portalocker:locks imports, confined to the directories granted.
     ///
@@ -45,6 +52,27 @@ pub enum Command {
     /// 70 when it trapped. Compiled plugins are cached, so the second start
     /// is fast.
     Run(RunArgs),
+}
+
+/// `portalocker redis-lock`.
+#[derive(Debug, Args)]
+pub struct RedisLockArgs {
+    /// The Redis server (default: $REDIS_URL, else redis://127.0.0.1:6379/).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Take a shared lock instead of an exclusive one.
+    #[arg(short, long)]
+    pub shared: bool,
+    /// Draw a fencing token for the command (exclusive locks).
+    #[arg(long)]
+    pub fencing: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// The lock name (the Redis channel).
+    pub name: String,
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
 }
 
 /// `portalocker run`.

@@ -18,6 +18,19 @@ use crate::commands::Failure;
 /// A [`Failure`] with status 127 when the command does not exist, 126 when
 /// it cannot be run.
 pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> {
+    run_with(command, env, |_| {})
+}
+
+/// [`run`], calling `started` with the command's PID once it runs.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with(
+    command: &[OsString],
+    env: &[(&str, String)],
+    started: impl FnOnce(u32),
+) -> Result<u8, Failure> {
     let (program, args) = command.split_first().expect("clap requires a command");
     // Forward from before the spawn: a signal that arrives while the child
     // starts is held and passed on once its PID is known.
@@ -38,6 +51,7 @@ pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> 
             }
         })?;
     forwarding.to(child.id());
+    started(child.id());
     let status = child.wait();
     drop(forwarding);
     let status = status.map_err(|e| Failure {
@@ -55,6 +69,17 @@ pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> 
         }
     }
     Ok(1)
+}
+
+/// Ask the command to stop (SIGTERM), as when its lock was lost.
+pub fn terminate(pid: u32) {
+    #[cfg(unix)]
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 #[cfg(unix)]

@@ -4,9 +4,12 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use portalocker::redis::RedisLock;
 use portalocker::{BoundedSemaphore, Error, FileMode, Lock, LockGuard, SemaphorePermit};
 
-use crate::args::{Cli, Command, LockArgs, SemaphoreArgs, WaitArgs};
+use crate::args::{Cli, Command, LockArgs, RedisLockArgs, SemaphoreArgs, WaitArgs};
 use crate::child;
 
 /// How long a wait stays silent before saying what it waits for.
@@ -26,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Lock(args) => lock(args),
         Command::Semaphore(args) => semaphore(args),
+        Command::RedisLock(args) => redis_lock(args),
         Command::Run(args) => crate::plugin::run(args),
     }
 }
@@ -91,6 +95,70 @@ fn semaphore(args: SemaphoreArgs) -> Result<u8, Failure> {
     status
 }
 
+/// The exit status when a Redis lock is lost while the command runs.
+pub const LOST_EXIT: u8 = 75;
+
+fn redis_lock(args: RedisLockArgs) -> Result<u8, Failure> {
+    let url = args
+        .url
+        .clone()
+        .or_else(|| std::env::var("REDIS_URL").ok())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned());
+    let mut lock = RedisLock::open(&url, &args.name)
+        .map_err(|e| failure(&args.wait, e))?
+        .fencing(args.fencing);
+    if args.shared {
+        lock = lock.shared();
+    }
+    let kind = if args.shared { "shared" } else { "exclusive" };
+    let what = format!("{kind} Redis lock {:?} on {url}", args.name);
+    let guard = wait_for(
+        &args.wait,
+        &what,
+        |patience| match patience {
+            Some(timeout) => lock.clone().timeout(timeout).acquire(),
+            None => lock.clone().no_timeout().acquire(),
+        },
+        || None,
+    )?;
+    let env: Vec<(&str, String)> = guard
+        .fencing_token()
+        .map(|token| ("PORTALOCKER_FENCING_TOKEN", token.to_string()))
+        .into_iter()
+        .collect();
+    let done = AtomicBool::new(false);
+    let lost = AtomicBool::new(false);
+    let status = std::thread::scope(|scope| {
+        let (done, lost, guard) = (&done, &lost, &guard);
+        let status = child::run_with(&args.command, &env, |pid| {
+            scope.spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if guard.wait_lost(Duration::from_millis(100)) {
+                        lost.store(true, Ordering::SeqCst);
+                        child::terminate(pid);
+                        return;
+                    }
+                }
+            });
+        });
+        done.store(true, Ordering::SeqCst);
+        status
+    });
+    if lost.load(Ordering::SeqCst) {
+        let reason = guard
+            .ensure_held()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(Failure {
+            code: LOST_EXIT,
+            message: format!("{reason}; the command was sent SIGTERM"),
+        });
+    }
+    drop(guard);
+    status
+}
+
 /// Acquire through `attempt` (given a timeout, or `None` for no limit):
 /// once silently, then, past a moment of waiting, saying on stderr what we
 /// wait for and who holds it.
@@ -147,7 +215,7 @@ fn holder_of(path: &Path) -> Option<u32> {
 fn failure(wait: &WaitArgs, error: Error) -> Failure {
     let code = match &error {
         e if e.is_contention() => wait.conflict_exit_code,
-        Error::InvalidArgument(_) => 64,
+        Error::InvalidArgument(_) | Error::Unsupported(_) => 64,
         _ => 74,
     };
     let message = if error.is_contention() && wait.quiet {
