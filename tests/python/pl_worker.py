@@ -132,7 +132,7 @@ def main(argv):
         lock.release()
     elif command == "redis-count":
         url, channel, data, n = args
-        lock = redis_lock(url, channel, timeout=120, check_interval=0.01)
+        lock = redis_lock(url, channel, timeout=300)
         for _ in range(int(n)):
             lock.acquire()
             write_counter(data, read_counter(data) + 1)

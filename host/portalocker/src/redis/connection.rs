@@ -61,54 +61,128 @@ pub(crate) struct Advertised {
     pub(crate) elected: bool,
 }
 
-/// The lock subscription: a dedicated connection named `C-lock-<id>`,
-/// subscribed to `C`, answering every ping with our record from this very
-/// connection, and reporting its own death.
+/// The lock connection: dedicated, named `C-lock-<id>`, answering every
+/// ping on `C` with our record from this very connection while it is
+/// subscribed, and reporting its own death. It is kept between
+/// acquisitions (unsubscribed), so an acquire costs one round trip to
+/// subscribe and count instead of a new connection.
 pub(crate) struct Subscription {
+    channel: String,
+    conn: MultiplexedConnection,
     state: Arc<Mutex<Advertised>>,
     lost: watch::Receiver<Option<String>>,
     responder: JoinHandle<()>,
+    subscribed: bool,
 }
 
 impl Subscription {
-    /// Connect, name the connection, subscribe and wait for the
-    /// confirmation, then start answering pings.
-    pub(crate) async fn open(
+    /// Connect and name the connection; not subscribed yet.
+    pub(crate) async fn connect(
         client3: &Client,
         channel: &str,
         holder_id: &str,
-        advertised: Advertised,
         timeout: Duration,
     ) -> Result<Self> {
-        let open = async {
+        let connect = async {
             let (mut conn, pushes) = push_connection(client3, timeout).await?;
             redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(protocol::connection_name(channel, holder_id))
                 .exec_async(&mut conn)
                 .await?;
-            conn.subscribe(channel).await?;
             Ok::<_, Error>((conn, pushes))
         };
-        let (conn, pushes) = tokio::time::timeout(timeout, open).await.map_err(|_| {
-            Error::Redis(format!(
-                "the subscription to {channel:?} was not confirmed within {timeout:?}"
-            ))
-        })??;
-        let state = Arc::new(Mutex::new(advertised));
+        let (conn, pushes) = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| Error::Redis(format!("no connection to Redis within {timeout:?}")))??;
+        let state = Arc::new(Mutex::new(Advertised {
+            mode: WireMode::Pending,
+            elected: false,
+        }));
         let (lost_tx, lost) = watch::channel(None);
         let responder = tokio::spawn(respond(
-            conn,
+            conn.clone(),
             pushes,
             Arc::clone(&state),
             holder_id.to_owned(),
             lost_tx,
         ));
         Ok(Self {
+            channel: channel.to_owned(),
+            conn,
             state,
             lost,
             responder,
+            subscribed: false,
         })
+    }
+
+    /// Advertise `advertised`, then in one round trip subscribe to `C`
+    /// (waiting for the confirmation) and count the subscribers: Redis runs
+    /// one connection's commands in order, so the count includes us.
+    pub(crate) async fn subscribe(
+        &mut self,
+        advertised: Advertised,
+        timeout: Duration,
+    ) -> Result<i64> {
+        self.advertise(advertised.mode, advertised.elected);
+        let (mut subscribing, mut counting) = (self.conn.clone(), self.conn.clone());
+        let channel = self.channel.clone();
+        let both = async {
+            tokio::try_join!(
+                async { subscribing.subscribe(&channel).await.map_err(Error::from) },
+                numsub(&mut counting, &channel),
+            )
+        };
+        let ((), subscribers) = tokio::time::timeout(timeout, both).await.map_err(|_| {
+            Error::Redis(format!(
+                "the subscription to {:?} was not confirmed within {timeout:?}",
+                self.channel
+            ))
+        })??;
+        self.subscribed = true;
+        Ok(subscribers)
+    }
+
+    /// Unsubscribe (and with `announce`, tell Rust waiters on the side
+    /// channel, after the unsubscription so they count without us).
+    pub(crate) async fn unsubscribe(&mut self, announce: bool) -> Result<()> {
+        self.subscribed = false;
+        let (mut leaving, mut telling) = (self.conn.clone(), self.conn.clone());
+        let notice = protocol::release_channel(&self.channel);
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&notice).arg("released");
+        let both = async {
+            tokio::try_join!(
+                async {
+                    leaving
+                        .unsubscribe(&self.channel)
+                        .await
+                        .map_err(Error::from)
+                },
+                async {
+                    if announce {
+                        publish.exec_async(&mut telling).await.map_err(Error::from)
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+        };
+        tokio::time::timeout(Duration::from_secs(1), both)
+            .await
+            .map_err(|_| Error::Redis("unsubscribing timed out".into()))??;
+        Ok(())
+    }
+
+    /// Whether it is subscribed to `C` now.
+    pub(crate) fn subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// The connection, for counting and probing.
+    pub(crate) fn connection(&self) -> MultiplexedConnection {
+        self.conn.clone()
     }
 
     /// Change what we advertise.
@@ -116,20 +190,20 @@ impl Subscription {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Advertised { mode, elected };
     }
 
-    /// Why the subscription died, if it did.
+    /// Why the connection died, if it did.
     pub(crate) fn lost(&self) -> Option<String> {
         self.lost.borrow().clone()
     }
 
-    /// A receiver that changes when the subscription dies.
+    /// A receiver that changes when the connection dies.
     pub(crate) fn watch_lost(&self) -> watch::Receiver<Option<String>> {
         self.lost.clone()
     }
 }
 
 impl Drop for Subscription {
-    /// Dropping the responder drops the last handle on the connection,
-    /// which closes the socket: Redis drops the subscription at once.
+    /// Stopping the responder and dropping our handle close the socket:
+    /// Redis drops a remaining subscription at once.
     fn drop(&mut self) {
         self.responder.abort();
     }

@@ -25,13 +25,13 @@ mod decide;
 mod protocol;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::watch;
+use tokio::sync::{OwnedMutexGuard, watch};
 
 use self::connection::{Advertised, Replies, Subscription, numsub};
 use self::decide::{Confirm, Fresh, Incumbent};
@@ -45,6 +45,8 @@ use crate::flags::LockMode;
 pub const DEFAULT_UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// portalocker's `thread_sleep_time`: the poll inside probes and confirms.
 const THREAD_SLEEP: Duration = Duration::from_millis(100);
+/// The pause between confirm rounds.
+const CONFIRM_PAUSE: Duration = Duration::from_millis(2);
 /// How often a waiter checks the subscriber count between attempts.
 const COUNT_POLL: Duration = Duration::from_millis(10);
 
@@ -68,8 +70,25 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// A Redis lock named `channel`, exclusive or shared. Cheap to clone; each
-/// instance has its own holder id.
+/// What the clones of one [`RedisLock`] share: the command connection
+/// (checked once: a standalone primary) and the time of the last release.
+#[derive(Default)]
+struct Shared {
+    command: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The kept lock connection; held (locked) by an acquisition and its
+    /// guard until the release has unsubscribed.
+    slot: Arc<tokio::sync::Mutex<Option<Subscription>>>,
+    released_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// A Redis lock named `channel`, exclusive or shared. Cheap to clone
+/// (clones share the holder id and connections).
 ///
 /// Defaults are portalocker's: exclusive, 5 s timeout, 0.25 s check
 /// interval, no fail-when-locked, 1 s unavailable timeout, no fencing.
@@ -85,6 +104,7 @@ pub struct RedisLock {
     fail_when_locked: bool,
     unavailable_timeout: Duration,
     fencing: bool,
+    shared: Arc<Shared>,
 }
 
 impl RedisLock {
@@ -119,6 +139,7 @@ impl RedisLock {
             fail_when_locked: false,
             unavailable_timeout: DEFAULT_UNAVAILABLE_TIMEOUT,
             fencing: false,
+            shared: Arc::default(),
         })
     }
 
@@ -208,11 +229,123 @@ impl RedisLock {
             .map_err(|e| Error::Redis(format!("the acquire task failed: {e}")))?
     }
 
-    async fn acquire_inner(self) -> Result<RedisLockGuard> {
+    /// The command connection, connected (and the server checked) once.
+    async fn command_connection(&self) -> Result<MultiplexedConnection> {
+        let mut cached = self.shared.command.lock().await;
+        if let Some(conn) = cached.as_ref() {
+            return Ok(conn.clone());
+        }
         let mut conn = self.client.get_multiplexed_async_connection().await?;
         check_topology(&mut conn).await?;
+        *cached = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forget a command connection that failed, so the next call reconnects.
+    async fn drop_command_connection(&self) {
+        *self.shared.command.lock().await = None;
+    }
+
+    /// Right after releasing, let Rust waiters that were told take their
+    /// turn before this instance takes the lock again: a releaser that
+    /// re-acquires at once would otherwise nearly always win.
+    async fn yield_to_waiters(&self, conn: &mut MultiplexedConnection) -> Result<()> {
+        let released_at = *self
+            .shared
+            .released_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if released_at.is_some_and(|at| at.elapsed() < Duration::from_millis(5))
+            && numsub(conn, &protocol::release_channel(&self.channel)).await? > 0
+        {
+            tokio::time::sleep(Duration::from_micros(1000 + fastrand::u64(0..1000))).await;
+        }
+        Ok(())
+    }
+
+    async fn acquire_inner(self) -> Result<RedisLockGuard> {
+        let result = self.acquire_with_slot().await;
+        if let Err(Error::Redis(_)) = &result {
+            self.drop_command_connection().await;
+        }
+        result
+    }
+
+    /// Take this instance's lock connection (one acquisition at a time per
+    /// instance: a clone acquiring waits for the other's release), run the
+    /// attempts, and keep the connection for next time.
+    async fn acquire_with_slot(&self) -> Result<RedisLockGuard> {
         let started = Instant::now();
         let deadline = self.timeout.and_then(|t| started.checked_add(t));
+        let slot = Arc::clone(&self.shared.slot);
+        let mut slot = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), slot.lock_owned())
+                .await
+                .map_err(|_| self.contention(self.timeout.unwrap_or_default()))?,
+            None => slot.lock_owned().await,
+        };
+        let mut conn = self.command_connection().await?;
+        self.yield_to_waiters(&mut conn).await?;
+        let mut sub = match slot.take() {
+            Some(sub) if sub.lost().is_none() => sub,
+            _ => {
+                Subscription::connect(
+                    &self.client3,
+                    &self.channel,
+                    &self.holder_id,
+                    self.unavailable_timeout,
+                )
+                .await?
+            }
+        };
+        match self.attempts(&mut conn, &mut sub, deadline).await {
+            Ok(fencing_token) => Ok(RedisLockGuard {
+                lost: sub.watch_lost(),
+                held: Some((sub, slot)),
+                shared: Arc::clone(&self.shared),
+                channel: self.channel.clone(),
+                holder_id: self.holder_id.clone(),
+                mode: self.mode,
+                fencing_token,
+            }),
+            Err(e) => {
+                if sub.subscribed() {
+                    let _ = sub.unsubscribe(false).await;
+                }
+                if sub.lost().is_none() {
+                    *slot = Some(sub);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Subscribe again on `sub`, reconnecting once if the kept connection
+    /// turned out dead (a reaper may kill named connections).
+    async fn subscribe(&self, sub: &mut Subscription, advertised: Advertised) -> Result<i64> {
+        match sub.subscribe(advertised, self.unavailable_timeout).await {
+            Ok(subscribers) => Ok(subscribers),
+            Err(_) => {
+                *sub = Subscription::connect(
+                    &self.client3,
+                    &self.channel,
+                    &self.holder_id,
+                    self.unavailable_timeout,
+                )
+                .await?;
+                sub.subscribe(advertised, self.unavailable_timeout).await
+            }
+        }
+    }
+
+    /// §6: attempts until held (returning the fencing token, if any), or
+    /// until contention ends it. `sub` is subscribed on success.
+    async fn attempts(
+        &self,
+        conn: &mut MultiplexedConnection,
+        sub: &mut Subscription,
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>> {
         let reader = self.mode == LockMode::Shared;
         let initial = Advertised {
             mode: if reader {
@@ -222,30 +355,20 @@ impl RedisLock {
             },
             elected: false,
         };
-        let mut subscription: Option<Subscription> = None;
         let mut elected = false;
         let mut notices: Option<redis::aio::PubSubStream> = None;
         loop {
-            if subscription.is_none() {
-                subscription = Some(
-                    Subscription::open(
-                        &self.client3,
-                        &self.channel,
-                        &self.holder_id,
-                        initial,
-                        self.unavailable_timeout,
-                    )
-                    .await?,
-                );
-            }
-            let sub = subscription.as_ref().expect("subscribed above");
-            let subscribers = numsub(&mut conn, &self.channel).await?;
+            let subscribers = if sub.subscribed() {
+                numsub(&mut sub.connection(), &self.channel).await?
+            } else {
+                self.subscribe(sub, initial).await?
+            };
             let mut conclusive_contention = false;
             let step = if reader {
                 if subscribers <= 1 {
                     Step::Held
                 } else {
-                    match self.probe(&mut conn, subscribers).await? {
+                    match self.probe(conn, subscribers).await? {
                         Some(records) if decide::reader_may_hold(&records) => Step::Held,
                         Some(_) => {
                             conclusive_contention = true;
@@ -258,7 +381,7 @@ impl RedisLock {
                 let verdict = if subscribers <= 1 {
                     Step::Promote
                 } else {
-                    match self.probe(&mut conn, subscribers).await? {
+                    match self.probe(conn, subscribers).await? {
                         Some(records) if elected => {
                             match decide::incumbent_writer(&records, &self.holder_id) {
                                 Incumbent::Forfeit => {
@@ -295,7 +418,7 @@ impl RedisLock {
                 };
                 if verdict == Step::Promote {
                     sub.advertise(WireMode::Exclusive, elected);
-                    if self.confirm(&mut conn).await? {
+                    if self.confirm(&mut sub.connection()).await? {
                         Step::Held
                     } else {
                         elected = false;
@@ -307,38 +430,25 @@ impl RedisLock {
             };
             match step {
                 Step::Held => {
-                    let sub = subscription.take().expect("subscribed");
                     if let Some(reason) = sub.lost() {
                         return Err(Error::Lost {
                             channel: self.channel.clone(),
                             reason,
                         });
                     }
-                    let fencing_token = if self.fencing && !reader {
-                        let token: u64 = redis::cmd("INCRBY")
-                            .arg(protocol::fence_key(&self.channel))
-                            .arg(1)
-                            .query_async(&mut conn)
-                            .await?;
-                        Some(token)
-                    } else {
-                        None
-                    };
-                    return Ok(RedisLockGuard {
-                        lost: sub.watch_lost(),
-                        subscription: Some(sub),
-                        client: self.client.clone(),
-                        channel: self.channel.clone(),
-                        holder_id: self.holder_id.clone(),
-                        mode: self.mode,
-                        fencing_token,
-                    });
+                    if !self.fencing || reader {
+                        return Ok(None);
+                    }
+                    let token: u64 = redis::cmd("INCRBY")
+                        .arg(protocol::fence_key(&self.channel))
+                        .arg(1)
+                        .query_async(conn)
+                        .await?;
+                    return Ok(Some(token));
                 }
                 Step::GiveUp => {
-                    if let Some(sub) = &subscription {
-                        sub.advertise(initial.mode, false);
-                    }
-                    subscription = None;
+                    sub.advertise(initial.mode, false);
+                    sub.unsubscribe(false).await?;
                 }
                 Step::StayElected | Step::Promote => {}
             }
@@ -364,12 +474,10 @@ impl RedisLock {
             if notices.is_none() {
                 notices = self.release_notices().await;
             }
-            // Wake when the count drops below what it is now without us.
-            let mut baseline = numsub(&mut conn, &self.channel).await?;
-            if subscription.is_none() {
-                baseline = baseline.min(subscribers - 1);
-            }
-            self.pause(&mut conn, &mut notices, until, baseline).await?;
+            // Wake when the count drops below what it is now (without us,
+            // unless we stay subscribed as an elected writer).
+            let baseline = numsub(conn, &self.channel).await?;
+            self.pause(conn, &mut notices, until, baseline).await?;
         }
     }
 
@@ -546,7 +654,9 @@ impl RedisLock {
             if Instant::now() >= budget {
                 return Ok(false);
             }
-            tokio::time::sleep(THREAD_SLEEP.mul_f64(0.5 + fastrand::f64())).await;
+            // Python waits 0.1 s between rounds; the wire does not care, and
+            // an inconclusive round is usually a contender leaving right now.
+            tokio::time::sleep(CONFIRM_PAUSE.mul_f64(0.5 + fastrand::f64())).await;
         }
     }
 }
@@ -584,13 +694,13 @@ async fn check_topology(conn: &mut MultiplexedConnection) -> Result<()> {
     Ok(())
 }
 
-/// A held Redis lock. Dropping it releases the lock at once (the
-/// subscription is closed; Rust waiters are told on a side channel).
+/// A held Redis lock. Dropping it releases the lock at once (it
+/// unsubscribes; Rust waiters are told on a side channel).
 #[must_use = "if unused the lock is released immediately"]
 pub struct RedisLockGuard {
-    subscription: Option<Subscription>,
+    held: Option<(Subscription, OwnedMutexGuard<Option<Subscription>>)>,
     lost: watch::Receiver<Option<String>>,
-    client: Client,
+    shared: Arc<Shared>,
     channel: String,
     holder_id: String,
     mode: LockMode,
@@ -643,6 +753,7 @@ impl RedisLockGuard {
     }
 
     /// Block until the lock is lost or `timeout` passes; `true` if lost.
+    /// Do not call it from async code: use [`RedisLockGuard::lost`].
     pub fn wait_lost(&self, timeout: Duration) -> bool {
         let mut lost = self.lost.clone();
         runtime().block_on(async move {
@@ -661,7 +772,8 @@ impl RedisLockGuard {
         }
     }
 
-    /// Release now.
+    /// Release now: when this returns (outside async code) the
+    /// subscription is gone and Rust waiters have been told.
     ///
     /// # Errors
     ///
@@ -669,32 +781,56 @@ impl RedisLockGuard {
     /// may have held it meanwhile).
     pub fn release(mut self) -> Result<()> {
         let held = self.ensure_held();
-        self.release_inner();
+        if let Some(release) = self.take_release() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime().spawn(release);
+            } else {
+                runtime().block_on(release);
+            }
+        }
         held
     }
 
-    fn release_inner(&mut self) {
-        let Some(subscription) = self.subscription.take() else {
-            return;
-        };
-        drop(subscription);
-        let client = self.client.clone();
-        let channel = protocol::release_channel(&self.channel);
-        runtime().spawn(async move {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg("released")
-                    .query_async(&mut conn)
-                    .await;
+    /// Release now (async).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLockGuard::release`].
+    pub async fn release_async(mut self) -> Result<()> {
+        let held = self.ensure_held();
+        if let Some(release) = self.take_release() {
+            let _ = runtime().spawn(release).await;
+        }
+        held
+    }
+
+    /// The work of releasing: unsubscribe and announce, keep the connection
+    /// for the next acquisition if it is healthy, free the instance.
+    fn take_release(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let (mut sub, mut slot) = self.held.take()?;
+        *self
+            .shared
+            .released_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Some(async move {
+            if sub.unsubscribe(true).await.is_ok() && sub.lost().is_none() {
+                *slot = Some(sub);
             }
-        });
+            drop(slot);
+        })
     }
 }
 
 impl Drop for RedisLockGuard {
     fn drop(&mut self) {
-        self.release_inner();
+        if let Some(release) = self.take_release() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime().spawn(release);
+            } else {
+                runtime().block_on(release);
+            }
+        }
     }
 }
 
