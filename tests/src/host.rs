@@ -79,6 +79,7 @@ pub struct Run {
     max_held: Option<usize>,
     max_wait: Option<Duration>,
     fuel: u64,
+    redis: Option<(String, String)>,
 }
 
 /// What a run ended with.
@@ -115,6 +116,7 @@ impl Run {
             max_held: None,
             max_wait: None,
             fuel: u64::MAX,
+            redis: None,
         }
     }
 
@@ -133,6 +135,12 @@ impl Run {
     /// Limit the longest wait.
     pub fn max_wait(mut self, max: Duration) -> Self {
         self.max_wait = Some(max);
+        self
+    }
+
+    /// Grant the Redis server at `url`, lock names prefixed with `prefix`.
+    pub fn redis(mut self, url: &str, prefix: &str) -> Self {
+        self.redis = Some((url.to_owned(), prefix.to_owned()));
         self
     }
 
@@ -156,6 +164,9 @@ impl Run {
             wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
                 .expect("preopen");
             locks = locks.preopened_dir(host, guest).expect("grant");
+        }
+        if let Some((url, prefix)) = &self.redis {
+            locks = locks.redis(url, prefix).expect("redis grant");
         }
         if let Some(max) = self.max_held {
             locks = locks.max_held(max);

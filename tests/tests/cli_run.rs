@@ -259,3 +259,41 @@ fn a_replaced_lock_file_is_locked_anew_not_through_the_old_descriptor() {
     assert!(plugin.wait().unwrap().success());
     holder.release();
 }
+
+#[test]
+fn a_plugin_takes_redis_locks_in_its_namespace_only() {
+    let server = portalocker_tests::redis_server::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |prefix: &str, name: &str, expect: &str| {
+        let mut command = cli();
+        command
+            .args(["run", "--redis", &server.url(), "--redis-prefix", prefix])
+            .arg("--dir")
+            .arg(format!("{}::/data", dir.path().display()))
+            .arg(REDIS_LOCK_CONTENDED)
+            .args(["--", name, expect]);
+        command
+    };
+    // Python holds "team-a:build": a plugin in team-a's namespace sees it
+    // held; one in team-b's namespace, asking for the same name, does not.
+    let py = Holder::start({
+        let mut c = pyworker();
+        c.args(["redis-hold", &server.url(), "team-a:build"]);
+        c
+    });
+    run_ok(&mut run("team-a:", "build", "held"));
+    run_ok(&mut run("team-b:", "build", "free"));
+    py.release();
+    run_ok(&mut run("team-a:", "build", "free"));
+    // Without --redis the plugin is told Redis is unsupported.
+    let mut command = cli();
+    command
+        .arg("run")
+        .arg(REDIS_LOCK_CONTENDED)
+        .args(["--", "x", "unsupported"]);
+    run_ok(&mut command);
+    assert_eq!(
+        exit_code(cli().args(["run", "--redis", "nonsense", REDIS_LOCK_CONTENDED])),
+        64
+    );
+}

@@ -9,10 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portalocker::redis::RedisLock;
 use portalocker::{BoundedSemaphore, Lock};
 use portalocker_tests::host::{Outcome, Run};
 use portalocker_tests::programs::*;
 use portalocker_tests::read_counter;
+use portalocker_tests::redis_server::RedisServer;
 
 /// Every guest program has a test of the same name in each mode.
 macro_rules! assert_test_exists {
@@ -207,6 +209,38 @@ macro_rules! scenarios {
             );
             out.assert_ok();
             assert_eq!(out.stdout, "released\nok\n");
+        }
+
+        #[test]
+        fn redis_lock_basic() {
+            let server = RedisServer::start();
+            $run(&Run::new(REDIS_LOCK_BASIC, &["jobs"]).redis(&server.url(), "plugin:"))
+                .assert_ok();
+            // The plugin's name lived in the host's namespace.
+            assert_eq!(server.cli(&["GET", "plugin:jobs-fence"]).trim(), "2");
+            assert_eq!(server.cli(&["EXISTS", "jobs-fence"]).trim(), "0");
+        }
+
+        #[test]
+        fn redis_lock_contended() {
+            let server = RedisServer::start();
+            let held = RedisLock::open(&server.url(), "ns:held")
+                .unwrap()
+                .acquire()
+                .unwrap();
+            let outside = RedisLock::open(&server.url(), "other")
+                .unwrap()
+                .acquire()
+                .unwrap();
+            let run = |name: &str, expect: &str| {
+                Run::new(REDIS_LOCK_CONTENDED, &[name, expect]).redis(&server.url(), "ns:")
+            };
+            $run(&run("held", "held")).assert_ok();
+            // A lock outside the namespace is not reachable: "other" is ns:other.
+            $run(&run("other", "free")).assert_ok();
+            $run(&Run::new(REDIS_LOCK_CONTENDED, &["x", "unsupported"])).assert_ok();
+            drop((held, outside));
+            $run(&run("held", "free")).assert_ok();
         }
 
         #[test]

@@ -25,6 +25,7 @@
 
 mod error;
 mod file;
+mod redis;
 mod semaphore;
 
 /// The generated bindings. Not part of the API: use the wrappers.
@@ -39,6 +40,7 @@ pub mod wit {
 
 pub use error::{Error, Result};
 pub use file::{FileLock, FileLockGuard, LockMode};
+pub use redis::{RedisLock, RedisLockGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};
 pub use wit_bindgen;
 

@@ -97,6 +97,18 @@ pub struct RunArgs {
     /// Stop the plugin after SECS seconds (it also bounds lock waits).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
+    /// Let the plugin take Redis locks on this server (it never chooses one).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// The namespace of the plugin's Redis lock names: its lock NAME is the
+    /// Redis lock PREFIX+NAME.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "plugin:",
+        requires = "redis"
+    )]
+    pub redis_prefix: String,
     /// Do not use or fill the compiled-plugin cache.
     #[arg(long)]
     pub no_cache: bool,

@@ -116,6 +116,11 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         wasi.env(name, value);
     }
     let mut locks = LocksCtx::builder().max_held(args.max_locks);
+    if let Some(url) = &args.redis {
+        locks = locks
+            .redis(url, &args.redis_prefix)
+            .map_err(|e| usage(format!("--redis: {e}")))?;
+    }
     for (host, guest) in &grants {
         wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
             .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;

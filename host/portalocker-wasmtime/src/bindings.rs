@@ -12,6 +12,8 @@ pub(crate) mod sync_ {
             "portalocker:locks/file-lock.file-lock-guard": crate::FileLockGuardHandle,
             "portalocker:locks/semaphore.semaphore": crate::SemaphoreHandle,
             "portalocker:locks/semaphore.semaphore-permit": crate::PermitHandle,
+            "portalocker:locks/redis-lock.redis-lock": crate::RedisLockHandle,
+            "portalocker:locks/redis-lock.redis-lock-guard": crate::RedisGuardHandle,
         },
         trappable_error_type: { "portalocker:locks/types.error" => crate::LockError },
     });
@@ -27,6 +29,9 @@ pub(crate) mod async_ {
             "portalocker:locks/file-lock.[method]file-lock.lock-for": async | trappable,
             "portalocker:locks/semaphore.[method]semaphore.acquire": async | trappable,
             "portalocker:locks/semaphore.[method]semaphore.acquire-for": async | trappable,
+            "portalocker:locks/redis-lock.[method]redis-lock.lock": async | trappable,
+            "portalocker:locks/redis-lock.[method]redis-lock.try-lock": async | trappable,
+            "portalocker:locks/redis-lock.[method]redis-lock.lock-for": async | trappable,
             default: trappable,
         },
         with: {
@@ -34,6 +39,8 @@ pub(crate) mod async_ {
             "portalocker:locks/file-lock.file-lock-guard": crate::FileLockGuardHandle,
             "portalocker:locks/semaphore.semaphore": crate::SemaphoreHandle,
             "portalocker:locks/semaphore.semaphore-permit": crate::PermitHandle,
+            "portalocker:locks/redis-lock.redis-lock": crate::RedisLockHandle,
+            "portalocker:locks/redis-lock.redis-lock-guard": crate::RedisGuardHandle,
         },
         trappable_error_type: { "portalocker:locks/types.error" => crate::LockError },
     });

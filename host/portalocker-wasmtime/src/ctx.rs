@@ -31,6 +31,7 @@ pub const DEFAULT_MAX_HELD: usize = 64;
 /// ```
 pub struct LocksCtx {
     pub(crate) grants: Vec<Arc<Grant>>,
+    pub(crate) redis: Option<RedisGrant>,
     pub(crate) max_held: usize,
     pub(crate) max_wait: Option<Duration>,
     pub(crate) held: Arc<AtomicUsize>,
@@ -41,6 +42,7 @@ impl LocksCtx {
     pub fn builder() -> LocksCtxBuilder {
         LocksCtxBuilder {
             grants: Vec::new(),
+            redis: None,
             max_held: DEFAULT_MAX_HELD,
             max_wait: None,
         }
@@ -105,6 +107,7 @@ impl fmt::Debug for LocksCtx {
 #[derive(Debug)]
 pub struct LocksCtxBuilder {
     grants: Vec<Grant>,
+    redis: Option<RedisGrant>,
     max_held: usize,
     max_wait: Option<Duration>,
 }
@@ -136,15 +139,56 @@ impl LocksCtxBuilder {
         self
     }
 
+    /// Let the plugin take Redis locks on the server at `url`, every name
+    /// it uses prefixed with `prefix` (so `open("jobs")` is the lock
+    /// `{prefix}jobs`). The plugin never chooses the server.
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a Redis URL.
+    pub fn redis(mut self, url: &str, prefix: &str) -> io::Result<Self> {
+        let client = redis_client(url)?;
+        self.redis = Some(RedisGrant {
+            client,
+            prefix: prefix.to_owned(),
+        });
+        Ok(self)
+    }
+
     /// The context.
     pub fn build(self) -> LocksCtx {
         LocksCtx {
             grants: self.grants.into_iter().map(Arc::new).collect(),
+            redis: self.redis,
             max_held: self.max_held,
             max_wait: self.max_wait,
             held: Arc::new(AtomicUsize::new(0)),
         }
     }
+}
+
+/// The Redis server and namespace a plugin may use.
+#[derive(Clone)]
+pub(crate) struct RedisGrant {
+    pub(crate) client: portalocker::redis::Client,
+    pub(crate) prefix: String,
+}
+
+impl fmt::Debug for RedisGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisGrant")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_client(url: &str) -> io::Result<portalocker::redis::Client> {
+    portalocker::redis::Client::open(url).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid Redis URL {url:?}: {e}"),
+        )
+    })
 }
 
 /// One held lock or permit, counted against the limit until dropped.

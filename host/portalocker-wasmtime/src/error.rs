@@ -67,6 +67,8 @@ impl LockError {
             E::WouldBlock { .. } => LockError::Code(ErrorCode::WouldBlock),
             E::TimedOut { .. } => LockError::Code(ErrorCode::TimedOut),
             E::InvalidArgument(message) => LockError::Code(ErrorCode::InvalidArgument(message)),
+            E::Lost { .. } => LockError::Code(ErrorCode::Lost),
+            E::Unsupported(message) => LockError::Code(ErrorCode::Unsupported(message)),
             E::Io { op, source, .. } => match LockError::from_io(guest, source) {
                 LockError::Code(ErrorCode::Other(message)) => {
                     LockError::Code(ErrorCode::Other(format!("{op} {message}")))

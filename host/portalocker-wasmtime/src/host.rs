@@ -7,7 +7,8 @@ use crate::bindings::{async_, sync_};
 use crate::ctx::LocksCtxView;
 use crate::error::{ErrorCode, LockError};
 use crate::resources::{
-    FileLockGuardHandle, FileLockHandle, PermitHandle, SemaphoreHandle, from_nanos,
+    FileLockGuardHandle, FileLockHandle, PermitHandle, RedisGuardHandle, RedisLockHandle,
+    SemaphoreHandle, from_nanos,
 };
 
 /// Generate the parts that are the same in both flavours: error
@@ -60,6 +61,29 @@ macro_rules! common_impls {
         }
 
         impl $gen::portalocker::locks::file_lock::Host for LocksCtxView<'_> {}
+        impl $gen::portalocker::locks::redis_lock::Host for LocksCtxView<'_> {}
+
+        impl $gen::portalocker::locks::redis_lock::HostRedisLockGuard for LocksCtxView<'_> {
+            fn fencing_token(
+                &mut self,
+                self_: Resource<RedisGuardHandle>,
+            ) -> wasmtime::Result<Option<u64>> {
+                self.redis_fencing_token(&self_).map_err(trap)
+            }
+
+            fn is_lost(&mut self, self_: Resource<RedisGuardHandle>) -> wasmtime::Result<bool> {
+                self.redis_is_lost(&self_).map_err(trap)
+            }
+
+            fn release(&mut self, guard: Resource<RedisGuardHandle>) -> Result<(), LockError> {
+                self.release_redis_guard(guard)
+            }
+
+            fn drop(&mut self, rep: Resource<RedisGuardHandle>) -> wasmtime::Result<()> {
+                self.table.delete(rep)?;
+                Ok(())
+            }
+        }
         impl $gen::portalocker::locks::semaphore::Host for LocksCtxView<'_> {}
 
         impl $gen::portalocker::locks::file_lock::HostFileLockGuard for LocksCtxView<'_> {
@@ -276,6 +300,99 @@ impl async_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
     }
 
     fn drop(&mut self, rep: Resource<SemaphoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl sync_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
+    fn open(
+        &mut self,
+        name: String,
+        fencing: bool,
+    ) -> Result<Resource<RedisLockHandle>, LockError> {
+        self.open_redis_lock(name, fencing)
+    }
+
+    fn lock(
+        &mut self,
+        self_: Resource<RedisLockHandle>,
+        mode: sync_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(None)?;
+        self.redis_lock_blocking(&self_, mode.into(), timeout)
+    }
+
+    fn try_lock(
+        &mut self,
+        self_: Resource<RedisLockHandle>,
+        mode: sync_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        self.redis_lock_blocking(&self_, mode.into(), Some(std::time::Duration::ZERO))
+    }
+
+    fn lock_for(
+        &mut self,
+        self_: Resource<RedisLockHandle>,
+        mode: sync_::portalocker::locks::file_lock::LockMode,
+        timeout: u64,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(Some(from_nanos(timeout)))?;
+        self.redis_lock_blocking(&self_, mode.into(), timeout)
+    }
+
+    fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
+        self.redis_lock_name(&self_).map_err(trap)
+    }
+
+    fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl async_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
+    fn open(
+        &mut self,
+        name: String,
+        fencing: bool,
+    ) -> Result<Resource<RedisLockHandle>, LockError> {
+        self.open_redis_lock(name, fencing)
+    }
+
+    async fn lock(
+        &mut self,
+        self_: Resource<RedisLockHandle>,
+        mode: async_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(None)?;
+        self.redis_lock_waiting(&self_, mode.into(), timeout).await
+    }
+
+    async fn try_lock(
+        &mut self,
+        self_: Resource<RedisLockHandle>,
+        mode: async_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        self.redis_lock_waiting(&self_, mode.into(), Some(std::time::Duration::ZERO))
+            .await
+    }
+
+    async fn lock_for(
+        &mut self,
+        self_: Resource<RedisLockHandle>,
+        mode: async_::portalocker::locks::file_lock::LockMode,
+        timeout: u64,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(Some(from_nanos(timeout)))?;
+        self.redis_lock_waiting(&self_, mode.into(), timeout).await
+    }
+
+    fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
+        self.redis_lock_name(&self_).map_err(trap)
+    }
+
+    fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
         self.table.delete(rep)?;
         Ok(())
     }

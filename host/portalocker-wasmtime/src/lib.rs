@@ -79,7 +79,10 @@ mod wake;
 
 pub use ctx::{DEFAULT_MAX_HELD, Locks, LocksCtx, LocksCtxBuilder, LocksCtxView, LocksView};
 pub use error::{ErrorCode, LockError};
-pub use resources::{FileLockGuardHandle, FileLockHandle, PermitHandle, SemaphoreHandle};
+pub use resources::{
+    FileLockGuardHandle, FileLockHandle, MAX_REDIS_NAME_LEN, PermitHandle, RedisGuardHandle,
+    RedisLockHandle, SemaphoreHandle,
+};
 pub use sandbox::MAX_PATH_LEN;
 
 use wasmtime::component::Linker;

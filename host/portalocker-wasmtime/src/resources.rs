@@ -66,6 +66,24 @@ impl Drop for FileLockGuardHandle {
     }
 }
 
+/// A Redis lock the guest named (`redis-lock`).
+#[derive(Debug)]
+pub struct RedisLockHandle {
+    pub(crate) lock: portalocker::redis::RedisLock,
+    pub(crate) name: String,
+}
+
+/// A held Redis lock (`redis-lock-guard`): dropping it releases the lock.
+#[derive(Debug)]
+pub struct RedisGuardHandle {
+    pub(crate) guard: Option<portalocker::redis::RedisLockGuard>,
+    _held: Held,
+}
+
+/// The longest Redis lock name a guest may use, in bytes (before the
+/// host's prefix).
+pub const MAX_REDIS_NAME_LEN: usize = 256;
+
 /// A semaphore the guest named (`semaphore`).
 #[derive(Debug)]
 pub struct SemaphoreHandle {
@@ -390,6 +408,126 @@ fn still_named(
         .into());
     }
     Ok(None)
+}
+
+impl LocksCtxView<'_> {
+    pub(crate) fn open_redis_lock(
+        &mut self,
+        name: String,
+        fencing: bool,
+    ) -> Result<Resource<RedisLockHandle>, LockError> {
+        let Some(grant) = &self.ctx.redis else {
+            return Err(crate::error::ErrorCode::Unsupported(
+                "this host grants no Redis server".into(),
+            )
+            .into());
+        };
+        if name.is_empty() || name.len() > MAX_REDIS_NAME_LEN || name.chars().any(char::is_control)
+        {
+            return Err(LockError::invalid(format!(
+                "a Redis lock name must be 1 to {MAX_REDIS_NAME_LEN} bytes without control characters"
+            )));
+        }
+        let channel = format!("{}{name}", grant.prefix);
+        let lock = portalocker::redis::RedisLock::with_client(grant.client.clone(), &channel)
+            .map_err(|e| LockError::from_core(&name, e))?
+            .fencing(fencing);
+        Ok(self.table.push(RedisLockHandle { lock, name })?)
+    }
+
+    pub(crate) fn redis_lock_name(
+        &mut self,
+        handle: &Resource<RedisLockHandle>,
+    ) -> Result<String, LockError> {
+        Ok(self.table.get(handle)?.name.clone())
+    }
+
+    fn redis_lock_for(
+        &mut self,
+        handle: &Resource<RedisLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<(portalocker::redis::RedisLock, Held), LockError> {
+        let held = self.ctx.reserve()?;
+        let lock = self.table.get(handle)?.lock.clone().mode(mode);
+        let lock = match timeout {
+            Some(timeout) => lock.timeout(timeout),
+            None => lock.no_timeout(),
+        };
+        Ok((lock, held))
+    }
+
+    /// Take a Redis lock, blocking this thread.
+    pub(crate) fn redis_lock_blocking(
+        &mut self,
+        handle: &Resource<RedisLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        let (lock, held) = self.redis_lock_for(handle, mode, timeout)?;
+        let guard = lock
+            .acquire()
+            .map_err(|e| LockError::from_core(lock.channel(), e))?;
+        Ok(self.table.push(RedisGuardHandle {
+            guard: Some(guard),
+            _held: held,
+        })?)
+    }
+
+    /// Take a Redis lock without blocking the executor.
+    pub(crate) async fn redis_lock_waiting(
+        &mut self,
+        handle: &Resource<RedisLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<RedisGuardHandle>, LockError> {
+        let (lock, held) = self.redis_lock_for(handle, mode, timeout)?;
+        let guard = lock
+            .acquire_async()
+            .await
+            .map_err(|e| LockError::from_core(lock.channel(), e))?;
+        Ok(self.table.push(RedisGuardHandle {
+            guard: Some(guard),
+            _held: held,
+        })?)
+    }
+
+    pub(crate) fn redis_fencing_token(
+        &mut self,
+        guard: &Resource<RedisGuardHandle>,
+    ) -> Result<Option<u64>, LockError> {
+        Ok(self
+            .table
+            .get(guard)?
+            .guard
+            .as_ref()
+            .and_then(|g| g.fencing_token()))
+    }
+
+    pub(crate) fn redis_is_lost(
+        &mut self,
+        guard: &Resource<RedisGuardHandle>,
+    ) -> Result<bool, LockError> {
+        Ok(self
+            .table
+            .get(guard)?
+            .guard
+            .as_ref()
+            .is_none_or(|g| g.is_lost()))
+    }
+
+    pub(crate) fn release_redis_guard(
+        &mut self,
+        guard: Resource<RedisGuardHandle>,
+    ) -> Result<(), LockError> {
+        let mut handle = self.table.delete(guard)?;
+        match handle.guard.take() {
+            Some(guard) => guard
+                .release()
+                .map_err(|e| LockError::from_core("redis lock", e)),
+            None => Ok(()),
+        }
+    }
 }
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {

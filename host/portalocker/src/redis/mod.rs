@@ -29,7 +29,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::Client;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedMutexGuard, watch};
 
@@ -39,6 +38,8 @@ pub use self::protocol::MAX_CHANNEL_LEN;
 use self::protocol::{Record, WireMode};
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
+/// The Redis client type ([`RedisLock::with_client`] takes one).
+pub use redis::Client;
 
 /// portalocker's default `unavailable_timeout`: how long a probe waits for
 /// replies before reaping silent subscribers.
