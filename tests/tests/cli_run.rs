@@ -297,3 +297,32 @@ fn a_plugin_takes_redis_locks_in_its_namespace_only() {
         64
     );
 }
+
+#[test]
+fn a_plugin_learns_that_its_redis_lock_was_lost() {
+    let server = portalocker_tests::redis_server::RedisServer::start();
+    let mut plugin = cli()
+        .args(["run", "--redis", &server.url(), "--redis-prefix", "p:"])
+        .arg(REDIS_LOCK_LOSE)
+        .args(["--", "doomed", "lost"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(plugin.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let list = server.cli(&["CLIENT", "LIST"]);
+    let id = list
+        .lines()
+        .find(|line| line.contains(" name=p:doomed-lock-"))
+        .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+        .expect("the plugin's lock connection, named in its namespace");
+    server.cli(&["CLIENT", "KILL", "ID", id]);
+    writeln!(plugin.stdin.take().unwrap(), "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok");
+    assert!(plugin.wait().unwrap().success());
+}

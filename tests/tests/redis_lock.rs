@@ -157,6 +157,21 @@ fn replicas_are_refused() {
 }
 
 #[test]
+fn cluster_nodes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nodes.conf");
+    let node = RedisServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        config.to_str().unwrap(),
+    ]);
+    let err = lock(&node, "c").acquire().unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("cluster"), "{err}");
+}
+
+#[test]
 fn bad_names_and_urls_are_refused() {
     for name in ["", "a\nb"] {
         assert!(matches!(

@@ -244,6 +244,15 @@ macro_rules! scenarios {
         }
 
         #[test]
+        fn redis_lock_lose() {
+            let server = RedisServer::start();
+            let out: Outcome =
+                $run(&Run::new(REDIS_LOCK_LOSE, &["kept", "held"]).redis(&server.url(), "p:"));
+            out.assert_ok();
+            assert_eq!(out.stdout, "locked\nok\n");
+        }
+
+        #[test]
         fn semaphore_basic() {
             let dir = tempfile::tempdir().unwrap();
             $run(&Run::new(SEMAPHORE_BASIC, &["/data"]).grant(dir.path(), "/data")).assert_ok();
