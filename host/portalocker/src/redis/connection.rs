@@ -248,42 +248,62 @@ async fn respond(
     let _ = lost.send(Some(reason));
 }
 
-/// A reply subscription for one probe.
+/// The connection probes collect replies on: kept between probes, each
+/// probe subscribing to a fresh reply channel and leaving it afterwards.
 pub(crate) struct Replies {
-    _conn: MultiplexedConnection,
+    conn: MultiplexedConnection,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
+    channel: String,
 }
 
 impl Replies {
-    /// Subscribe to `reply_channel` and wait for the confirmation.
-    pub(crate) async fn open(
-        client3: &Client,
-        reply_channel: &str,
-        timeout: Duration,
-    ) -> Result<Self> {
-        let (mut conn, pushes) = push_connection(client3, timeout).await?;
-        tokio::time::timeout(timeout, conn.subscribe(reply_channel))
+    /// Connect (not listening to anything yet).
+    pub(crate) async fn connect(client3: &Client, timeout: Duration) -> Result<Self> {
+        let (conn, pushes) = push_connection(client3, timeout).await?;
+        Ok(Self {
+            conn,
+            pushes,
+            channel: String::new(),
+        })
+    }
+
+    /// Listen on `reply_channel` (waiting for the confirmation), dropping
+    /// anything left over from an earlier probe.
+    pub(crate) async fn listen(&mut self, reply_channel: &str, timeout: Duration) -> Result<()> {
+        while let Ok(push) = self.pushes.try_recv() {
+            if push.kind == PushKind::Disconnection {
+                return Err(Error::Redis("the reply connection was lost".into()));
+            }
+        }
+        self.channel = reply_channel.to_owned();
+        tokio::time::timeout(timeout, self.conn.subscribe(reply_channel))
             .await
             .map_err(|_| {
                 Error::Redis(format!(
                     "no confirmation for the reply channel {reply_channel:?}"
                 ))
             })??;
-        Ok(Self {
-            _conn: conn,
-            pushes,
-        })
+        Ok(())
     }
 
-    /// The next reply payload, waiting at most `wait`; `Err` when the
-    /// connection died.
+    /// Stop listening on the current reply channel.
+    pub(crate) async fn stop(&mut self) -> Result<()> {
+        let channel = std::mem::take(&mut self.channel);
+        self.conn.unsubscribe(&channel).await?;
+        Ok(())
+    }
+
+    /// The next reply on the current channel, waiting at most `wait`;
+    /// `Err` when the connection died.
     pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>> {
         loop {
             match tokio::time::timeout(wait, self.pushes.recv()).await {
                 Err(_) => return Ok(None),
                 Ok(None) => return Err(Error::Redis("the reply connection closed".into())),
                 Ok(Some(push)) if push.kind == PushKind::Message => {
-                    if let Some(message) = Msg::from_push_info(push) {
+                    if let Some(message) = Msg::from_push_info(push)
+                        && message.get_channel_name() == self.channel
+                    {
                         return Ok(Some(message.get_payload_bytes().to_vec()));
                     }
                 }

@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedMutexGuard, watch};
 
@@ -46,6 +46,10 @@ pub use redis::Client;
 pub const DEFAULT_UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// portalocker's `thread_sleep_time`: the poll inside probes and confirms.
 const THREAD_SLEEP: Duration = Duration::from_millis(100);
+/// How long a probe waits for the next reply before re-checking the
+/// subscriber count (Python polls every 0.1 s; replies come within a
+/// millisecond, and a count change means the probe is moot).
+const PROBE_POLL: Duration = Duration::from_millis(10);
 /// The pause between confirm rounds.
 const CONFIRM_PAUSE: Duration = Duration::from_millis(2);
 /// How often a waiter checks the subscriber count between attempts.
@@ -79,6 +83,10 @@ struct Shared {
     /// The kept lock connection; held (locked) by an acquisition and its
     /// guard until the release has unsubscribed.
     slot: Arc<tokio::sync::Mutex<Option<Subscription>>>,
+    /// The kept subscription to Rust holders' release notices.
+    notices: tokio::sync::Mutex<Option<redis::aio::PubSubStream>>,
+    /// The kept reply connection of probes.
+    replies: tokio::sync::Mutex<Option<Replies>>,
     released_at: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -356,9 +364,35 @@ impl RedisLock {
             },
             elected: false,
         };
+        // The release notices stay subscribed between acquisitions, so a
+        // waiter is listening before its first attempt fails.
+        let mut notices: Option<redis::aio::PubSubStream> = self.shared.notices.lock().await.take();
+        let outcome = self
+            .attempts_listening(conn, sub, deadline, initial, reader, &mut notices)
+            .await;
+        *self.shared.notices.lock().await = notices;
+        outcome
+    }
+
+    async fn attempts_listening(
+        &self,
+        conn: &mut MultiplexedConnection,
+        sub: &mut Subscription,
+        deadline: Option<Instant>,
+        initial: Advertised,
+        reader: bool,
+        notices: &mut Option<redis::aio::PubSubStream>,
+    ) -> Result<Option<u64>> {
         let mut elected = false;
-        let mut notices: Option<redis::aio::PubSubStream> = None;
         loop {
+            // Notices that came before this attempt are news no more.
+            while let Some(stream) = notices.as_mut() {
+                match stream.next().now_or_never() {
+                    Some(Some(_)) => {}
+                    Some(None) => *notices = None,
+                    None => break,
+                }
+            }
             let subscribers = if sub.subscribed() {
                 numsub(&mut sub.connection(), &self.channel).await?
             } else {
@@ -473,12 +507,12 @@ impl RedisLock {
                 until = until.min(deadline);
             }
             if notices.is_none() {
-                notices = self.release_notices().await;
+                *notices = self.release_notices().await;
             }
             // Wake when the count drops below what it is now (without us,
             // unless we stay subscribed as an elected writer).
             let baseline = numsub(conn, &self.channel).await?;
-            self.pause(conn, &mut notices, until, baseline).await?;
+            self.pause(conn, notices, until, baseline).await?;
         }
     }
 
@@ -550,15 +584,38 @@ impl RedisLock {
         conn: &mut MultiplexedConnection,
         expected: i64,
     ) -> Result<Option<Vec<Record>>> {
+        let kept = self.shared.replies.lock().await.take();
+        let mut replies = match kept {
+            Some(replies) => replies,
+            None => Replies::connect(&self.client3, self.unavailable_timeout).await?,
+        };
         let reply_channel = format!("{}-{}", self.channel, protocol::random_id());
-        let mut replies =
-            Replies::open(&self.client3, &reply_channel, self.unavailable_timeout).await?;
+        replies
+            .listen(&reply_channel, self.unavailable_timeout)
+            .await?;
+        let outcome = self
+            .collect(conn, &mut replies, &reply_channel, expected)
+            .await;
+        if outcome.is_ok() && replies.stop().await.is_ok() {
+            *self.shared.replies.lock().await = Some(replies);
+        }
+        outcome
+    }
+
+    /// Ping and collect the records for [`RedisLock::probe`].
+    async fn collect(
+        &self,
+        conn: &mut MultiplexedConnection,
+        replies: &mut Replies,
+        reply_channel: &str,
+        expected: i64,
+    ) -> Result<Option<Vec<Record>>> {
         if numsub(conn, &self.channel).await? != expected {
             return Ok(None);
         }
         let _: () = redis::cmd("PUBLISH")
             .arg(&self.channel)
-            .arg(protocol::ping(&reply_channel))
+            .arg(protocol::ping(reply_channel))
             .query_async(conn)
             .await?;
         let expected_len = usize::try_from(expected).unwrap_or(0);
@@ -570,7 +627,7 @@ impl RedisLock {
             if left.is_zero() {
                 break;
             }
-            match replies.next(THREAD_SLEEP.min(left)).await? {
+            match replies.next(PROBE_POLL.min(left)).await? {
                 Some(payload) => {
                     let record = protocol::parse_record(&payload, &mut legacy);
                     records.insert(record.id.clone(), record);
