@@ -59,6 +59,23 @@ impl RedisServer {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Kill the one client connection whose name starts with `prefix` (a
+    /// lock's `C-lock-<id>` connection, say), as a reaper or a broken link
+    /// would.
+    ///
+    /// # Panics
+    ///
+    /// When no such connection exists.
+    pub fn kill_client_named(&self, prefix: &str) {
+        let list = self.cli(&["CLIENT", "LIST"]);
+        let id = list
+            .lines()
+            .find(|line| line.contains(&format!(" name={prefix}")))
+            .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+            .unwrap_or_else(|| panic!("no client connection named {prefix}*: {list}"));
+        self.cli(&["CLIENT", "KILL", "ID", id]);
+    }
+
     /// Stop it now (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -313,13 +313,7 @@ fn a_plugin_learns_that_its_redis_lock_was_lost() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "locked");
-    let list = server.cli(&["CLIENT", "LIST"]);
-    let id = list
-        .lines()
-        .find(|line| line.contains(" name=p:doomed-lock-"))
-        .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
-        .expect("the plugin's lock connection, named in its namespace");
-    server.cli(&["CLIENT", "KILL", "ID", id]);
+    server.kill_client_named("p:doomed-lock-");
     writeln!(plugin.stdin.take().unwrap(), "go").unwrap();
     line.clear();
     out.read_line(&mut line).unwrap();

@@ -119,13 +119,7 @@ fn a_killed_subscription_is_reported_as_lost() {
     let guard = lock.acquire().unwrap();
     assert!(!guard.is_lost());
     let name = format!("fragile-lock-{}", lock.holder_id());
-    let list = server.cli(&["CLIENT", "LIST"]);
-    let id = list
-        .lines()
-        .find(|line| line.contains(&format!(" name={name} ")))
-        .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
-        .expect("the lock's named subscription connection");
-    server.cli(&["CLIENT", "KILL", "ID", id]);
+    server.kill_client_named(&name);
     assert!(
         guard.wait_lost(Duration::from_secs(10)),
         "the loss was not noticed"
@@ -482,13 +476,7 @@ fn the_cli_stops_the_command_when_the_lock_is_lost() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
-    let list = server.cli(&["CLIENT", "LIST"]);
-    let id = list
-        .lines()
-        .find(|line| line.contains(" name=doomed-lock-"))
-        .and_then(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
-        .expect("the CLI's lock subscription");
-    server.cli(&["CLIENT", "KILL", "ID", id]);
+    server.kill_client_named("doomed-lock-");
     line.clear();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "got-term");
