@@ -288,7 +288,7 @@ fn writers_racing_on_a_free_channel_exactly_one_wins() {
             .map(|i| {
                 let mut command = if i % 2 == 0 { pyworker() } else { lockworker() };
                 command
-                    .args(["redis-try", &server.url(), &name, "hold=1500"])
+                    .args(["redis-try", &server.url(), &name, "hold=3000"])
                     .spawn()
                     .unwrap()
             })
@@ -354,7 +354,8 @@ fn our_sigstopped_holder_is_reaped_by_python_and_learns_it() {
     });
     // SAFETY: as above.
     unsafe { libc::kill(ours.pid() as i32, libc::SIGCONT) };
-    std::thread::sleep(Duration::from_millis(300));
+    // Give the resumed holder a moment to read its dead socket.
+    std::thread::sleep(Duration::from_millis(1000));
     ours.tell("report");
     let said = ours.finish();
     assert!(
