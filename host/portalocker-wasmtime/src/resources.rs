@@ -43,7 +43,7 @@ impl FileLockGuardHandle {
             return Ok(());
         };
         let unlocked = portalocker::unlock(&file);
-        wake::released(Some(self.key));
+        wake::released(self.key);
         if unlocked.is_ok() {
             let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
             if spare.is_none() {
@@ -97,7 +97,7 @@ pub struct SemaphoreHandle {
 pub struct PermitHandle {
     permit: Option<SemaphorePermit>,
     pub(crate) slot: u32,
-    key: Option<FileKey>,
+    key: FileKey,
     _held: Held,
 }
 
@@ -245,10 +245,9 @@ impl LocksCtxView<'_> {
         guard: Resource<FileLockGuardHandle>,
     ) -> Result<(), LockError> {
         let handle = self.table.delete(guard)?;
-        let guest = String::from("lock");
         handle
             .release()
-            .map_err(|e| LockError::from_core(&guest, e))
+            .map_err(|e| LockError::from_core("lock", e))
     }
 
     pub(crate) fn open_semaphore(
@@ -291,7 +290,7 @@ impl LocksCtxView<'_> {
             .semaphore
             .acquire_with_opener(timeout, &open)
             .map_err(|e| LockError::from_core(&sem.guest_dir, e))?;
-        let key = Some(wake::key_of(permit.file()));
+        let key = wake::key_of(permit.file());
         self.push_permit(permit, key, held)
     }
 
@@ -325,7 +324,7 @@ impl LocksCtxView<'_> {
         let Some((file, slot)) = found.filter(|_| got) else {
             return Err(contention(timeout));
         };
-        let key = Some(wake::key_of(&file));
+        let key = wake::key_of(&file);
         let path = sem.semaphore.filename(slot);
         let permit = SemaphorePermit::from_locked(
             LockGuard::from_locked(file, path, LockMode::Exclusive),
@@ -337,7 +336,7 @@ impl LocksCtxView<'_> {
     fn push_permit(
         &mut self,
         permit: SemaphorePermit,
-        key: Option<FileKey>,
+        key: FileKey,
         held: Held,
     ) -> Result<Resource<PermitHandle>, LockError> {
         let slot = u32::try_from(permit.slot()).unwrap_or(u32::MAX);

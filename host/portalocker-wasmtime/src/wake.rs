@@ -59,8 +59,7 @@ fn notifier(key: FileKey) -> Arc<Notify> {
 }
 
 /// A lock on `key` was released in this process: wake its waiters.
-pub(crate) fn released(key: Option<FileKey>) {
-    let Some(key) = key else { return };
+pub(crate) fn released(key: FileKey) {
     if WAITING.load(Ordering::SeqCst) == 0 {
         return;
     }

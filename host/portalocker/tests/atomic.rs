@@ -1,5 +1,7 @@
 //! `open_atomic` / `AtomicFile`: publish without replacing.
 
+mod common;
+
 use std::fs;
 use std::io::{ErrorKind, Write};
 
@@ -96,17 +98,11 @@ fn creates_missing_parents_and_handles_long_names() {
 #[test]
 fn published_files_get_plain_open_permissions() {
     use std::os::unix::fs::PermissionsExt;
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let umask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("perm");
     open_atomic(&path, |f| f.write_all(b"x")).unwrap();
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o666 & !umask
+        common::plain_open_mode()
     );
 }

@@ -1,6 +1,8 @@
 //! `lock`/`unlock` on open files and `Lock` by path, in one process (flock
 //! locks belong to an open file, so two opens contend even here).
 
+mod common;
+
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -447,18 +449,12 @@ fn symlinked_lock_paths_are_refused_and_their_targets_untouched() {
 #[test]
 fn new_lock_files_get_0666_minus_umask() {
     use std::os::unix::fs::PermissionsExt;
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let umask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("perm.lock");
     drop(Lock::new(&path).acquire().unwrap());
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o666 & !umask
+        common::plain_open_mode()
     );
 }
 
