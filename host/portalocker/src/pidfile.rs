@@ -2,7 +2,7 @@
 //! holds the lock.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -153,11 +153,32 @@ impl PidFileLock {
 
     /// The PID in the PID file, parsed strictly: ASCII digits only (at most
     /// 20, surrounding whitespace allowed), greater than zero. Missing,
-    /// unreadable or malformed files give `None`. The PID says who wrote the
-    /// file, not that the process is alive.
+    /// unreadable or malformed files give `None`, as does anything but a
+    /// regular file (a FIFO there is never waited on). The PID says who
+    /// wrote the file, not that the process is alive.
     pub fn read_pid(&self) -> Option<u32> {
-        parse_pid(&std::fs::read(&self.path).ok()?)
+        parse_pid(&read_head(&self.path).ok()?)
     }
+}
+
+/// The longest PID file read; a longer one is malformed.
+const MAX_PID_FILE: u64 = 4096;
+
+/// The bytes of the regular file at `path`, opened without following a
+/// symlink or blocking; an over-long file is refused unread.
+fn read_head(path: &Path) -> io::Result<Vec<u8>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let file = sys::open_no_follow(path, &mut options)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PID_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PID_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the PID file is too long",
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Parse a PID file's bytes as [`PidFileLock::read_pid`] describes.

@@ -18,22 +18,79 @@ pub(super) fn contention_errno(error: &io::Error) -> bool {
 }
 
 /// Open `path` with `options`, refusing to follow a symlink in the last
-/// component. New files get `0o666 & !umask`, as `open()` in Python does.
+/// component and refusing anything but a regular file. New files get
+/// `0o666 & !umask`, as `open()` in Python does.
+///
+/// The open never blocks and never makes a terminal the controlling one
+/// (`O_NONBLOCK | O_NOCTTY`): a FIFO or a device planted where a lock file
+/// should be is opened without waiting for a peer, found by `fstat` and
+/// refused. The returned file is blocking again.
 pub(crate) fn open_no_follow(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     options
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
         .mode(0o666);
-    options.open(path).map_err(|error| {
-        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        if error.raw_os_error() == Some(libc::ELOOP) && is_link {
-            io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "the path is a symbolic link; lock files are never opened through a symlink",
-            )
-        } else {
-            error
+    let file = options.open(path).map_err(|error| {
+        // Say why when what is there is a symlink or not a regular file (a
+        // FIFO without a reader and a socket answer `ENXIO`, a directory
+        // `EISDIR`).
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => symlink_refused(),
+            Ok(meta) => not_regular(meta.file_type()).unwrap_or(error),
+            Err(_) => error,
         }
-    })
+    })?;
+    if let Some(refusal) = not_regular(file.metadata()?.file_type()) {
+        return Err(refusal);
+    }
+    set_blocking(&file)?;
+    Ok(file)
+}
+
+/// The error for a lock path that is a symlink.
+pub(crate) fn symlink_refused() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the path is a symbolic link; lock files are never opened through a symlink",
+    )
+}
+
+/// The refusal of a file that is not a regular file (a FIFO, a device, a
+/// socket, a directory): locking one could block or touch a device.
+pub(crate) fn not_regular(kind: std::fs::FileType) -> Option<io::Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_file() {
+        return None;
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    Some(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("the path is {what}; lock files must be regular files"),
+    ))
+}
+
+/// Clear `O_NONBLOCK` (set only so the open could not block).
+fn set_blocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether `path` (not following a final symlink) names the same file as

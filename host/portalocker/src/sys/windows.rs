@@ -23,14 +23,22 @@ pub(super) fn contention_errno(error: &io::Error) -> bool {
 }
 
 /// Open `path` without following a reparse point (symlink or junction) in
-/// the last component; a reparse point is refused.
+/// the last component; a reparse point or anything but a regular file is
+/// refused.
 pub(crate) fn open_no_follow(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
     let file = options.open(path)?;
-    if file.metadata()?.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+    let meta = file.metadata()?;
+    if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             "the path is a reparse point; lock files are never opened through a symlink",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the path is not a regular file; lock files must be regular files",
         ));
     }
     Ok(file)
