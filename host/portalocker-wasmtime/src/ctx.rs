@@ -4,16 +4,14 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{HasData, ResourceTable};
 
+use crate::budget::{Budget, Limits, Usage};
 use crate::error::LockError;
+use crate::redis_lock::RedisGrant;
 use crate::sandbox::Grant;
-
-/// The default cap on locks and permits one plugin instance holds at once.
-pub const DEFAULT_MAX_HELD: usize = 64;
 
 /// The grants and limits of one plugin instance. Build it with
 /// [`LocksCtx::builder`].
@@ -25,48 +23,41 @@ pub const DEFAULT_MAX_HELD: usize = 64;
 /// let ctx = LocksCtx::builder()
 ///     .preopened_dir(dir.path(), "/data")?
 ///     .max_held(8)
+///     .max_handles(64)
 ///     .max_wait(Duration::from_secs(30))
 ///     .build();
+/// assert_eq!(ctx.usage().handles, 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct LocksCtx {
     pub(crate) grants: Vec<Arc<Grant>>,
     pub(crate) redis: Option<RedisGrant>,
-    pub(crate) max_held: usize,
-    pub(crate) max_wait: Option<Duration>,
-    pub(crate) held: Arc<AtomicUsize>,
+    pub(crate) budget: Arc<Budget>,
 }
 
 impl LocksCtx {
-    /// A builder with no grants, [`DEFAULT_MAX_HELD`] and no wait limit.
+    /// A builder with no grants and the default [`Limits`].
     pub fn builder() -> LocksCtxBuilder {
         LocksCtxBuilder {
             grants: Vec::new(),
             redis: None,
-            max_held: DEFAULT_MAX_HELD,
-            max_wait: None,
+            limits: Limits::default(),
         }
     }
 
-    /// How many locks and permits the instance holds now.
+    /// How many locks and permits the instance holds (or is taking) now.
     pub fn held(&self) -> usize {
-        self.held.load(Ordering::SeqCst)
+        self.budget.usage().held
     }
 
-    /// Count one more lock or permit, or refuse past the limit.
-    pub(crate) fn reserve(&self) -> Result<Held, LockError> {
-        let counter = Arc::clone(&self.held);
-        let max = self.max_held;
-        counter
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|n| {
-                LockError::limit(format!(
-                    "the plugin already holds {n} locks and permits; the host allows {max}"
-                ))
-            })?;
-        Ok(Held(counter))
+    /// Everything the instance holds now, by kind.
+    pub fn usage(&self) -> Usage {
+        self.budget.usage()
+    }
+
+    /// The instance's limits.
+    pub fn limits(&self) -> Limits {
+        *self.budget.limits()
     }
 
     /// The timeout for a wait the guest asked for: `None` means "as long as
@@ -75,7 +66,7 @@ impl LocksCtx {
         &self,
         requested: Option<Duration>,
     ) -> Result<Option<Duration>, LockError> {
-        match (requested, self.max_wait) {
+        match (requested, self.budget.limits().max_wait) {
             (Some(t), Some(max)) if t > max => Err(LockError::limit(format!(
                 "a wait of {t:?} is longer than the {max:?} the host allows"
             ))),
@@ -96,9 +87,9 @@ impl fmt::Debug for LocksCtx {
                     .map(|g| g.guest_name())
                     .collect::<Vec<_>>(),
             )
-            .field("max_held", &self.max_held)
-            .field("max_wait", &self.max_wait)
-            .field("held", &self.held())
+            .field("redis", &self.redis)
+            .field("limits", self.budget.limits())
+            .field("usage", &self.usage())
             .finish()
     }
 }
@@ -108,50 +99,94 @@ impl fmt::Debug for LocksCtx {
 pub struct LocksCtxBuilder {
     grants: Vec<Grant>,
     redis: Option<RedisGrant>,
-    max_held: usize,
-    max_wait: Option<Duration>,
+    limits: Limits,
 }
 
 impl LocksCtxBuilder {
-    /// Let the plugin lock files in `host`, which it sees at `guest` (use the
-    /// same pair as for `WasiCtxBuilder::preopened_dir`, so a path means the
-    /// same file to both). `"."` makes relative guest paths land here.
+    /// Let the plugin lock files in `host`, which it sees at `guest`. Grant
+    /// the same pairs, in the same order, as to `WasiCtxBuilder::preopened_dir`:
+    /// then a path means the same file to both (a later grant wins a tie, as
+    /// in the plugin's C library). `"."` makes relative paths land here.
     ///
     /// # Errors
     ///
-    /// When `host` cannot be opened as a directory or `guest` is malformed.
+    /// When `host` cannot be opened as a directory or `guest` is empty.
     pub fn preopened_dir(mut self, host: impl AsRef<Path>, guest: &str) -> io::Result<Self> {
         self.grants.push(Grant::open(host.as_ref(), guest)?);
         Ok(self)
     }
 
-    /// How many locks and permits the plugin may hold at once; past that,
-    /// acquiring fails with `limit-exceeded`.
+    /// All the limits at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How many locks and permits the plugin may hold (or be taking) at
+    /// once; past that, acquiring fails with `limit-exceeded`. Each holds a
+    /// descriptor or a Redis connection while it lasts.
     pub fn max_held(mut self, max: usize) -> Self {
-        self.max_held = max;
+        self.limits.max_held = max;
+        self
+    }
+
+    /// How many lock handles (file locks, semaphores, Redis locks, guards and
+    /// permits) the plugin may have open at once; past that, opening or
+    /// acquiring fails with `limit-exceeded`.
+    pub fn max_handles(mut self, max: usize) -> Self {
+        self.limits.max_handles = max;
+        self
+    }
+
+    /// How many bytes of names and paths the plugin's handles may keep on
+    /// the host.
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.limits.max_bytes = max;
+        self
+    }
+
+    /// How many lock-file descriptors may stay open between locks, to make
+    /// re-locking cheaper; past that, a released lock's file is closed.
+    pub fn max_idle_descriptors(mut self, max: usize) -> Self {
+        self.limits.max_idle_descriptors = max;
+        self
+    }
+
+    /// How many Redis locks the plugin may be taking or holding at once
+    /// (each uses a connection of its own while it does).
+    pub fn max_redis_connections(mut self, max: usize) -> Self {
+        self.limits.max_redis_connections = max;
         self
     }
 
     /// The longest the plugin may wait for a lock: longer timeouts fail with
     /// `limit-exceeded`, and untimed waits give up with `timed-out` here.
     pub fn max_wait(mut self, max: Duration) -> Self {
-        self.max_wait = Some(max);
+        self.limits.max_wait = Some(max);
         self
     }
 
     /// Let the plugin take Redis locks on the server at `url`, every name
     /// it uses prefixed with `prefix` (so `open("jobs")` is the lock
-    /// `{prefix}jobs`). The plugin never chooses the server.
+    /// `{prefix}jobs`). The plugin never chooses the server. Every context
+    /// of this process granting the same URL shares one connection pool.
     ///
     /// # Errors
     ///
-    /// When `url` is not a Redis URL.
+    /// When `url` is not a Redis URL, or `prefix` is not printable ASCII
+    /// without spaces.
     pub fn redis(mut self, url: &str, prefix: &str) -> io::Result<Self> {
-        let client = redis_client(url)?;
-        self.redis = Some(RedisGrant {
-            client,
-            prefix: prefix.to_owned(),
-        });
+        self.redis = Some(RedisGrant::shared(url, prefix)?);
+        Ok(self)
+    }
+
+    /// [`LocksCtxBuilder::redis`] through a pool the embedder manages.
+    ///
+    /// # Errors
+    ///
+    /// When `prefix` is not printable ASCII without spaces.
+    pub fn redis_pool(mut self, pool: &portalocker::redis::Pool, prefix: &str) -> io::Result<Self> {
+        self.redis = Some(RedisGrant::new(pool.clone(), prefix)?);
         Ok(self)
     }
 
@@ -160,44 +195,8 @@ impl LocksCtxBuilder {
         LocksCtx {
             grants: self.grants.into_iter().map(Arc::new).collect(),
             redis: self.redis,
-            max_held: self.max_held,
-            max_wait: self.max_wait,
-            held: Arc::new(AtomicUsize::new(0)),
+            budget: Budget::new(self.limits),
         }
-    }
-}
-
-/// The Redis server and namespace a plugin may use.
-#[derive(Clone)]
-pub(crate) struct RedisGrant {
-    pub(crate) client: portalocker::redis::Client,
-    pub(crate) prefix: String,
-}
-
-impl fmt::Debug for RedisGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisGrant")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-fn redis_client(url: &str) -> io::Result<portalocker::redis::Client> {
-    portalocker::redis::Client::open(url).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid Redis URL {url:?}: {e}"),
-        )
-    })
-}
-
-/// One held lock or permit, counted against the limit until dropped.
-#[derive(Debug)]
-pub(crate) struct Held(Arc<AtomicUsize>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -49,14 +49,49 @@ impl LockError {
         LockError::Code(ErrorCode::LimitExceeded(message.into()))
     }
 
+    /// Contention at the end of a wait of `timeout`: `would-block` for a
+    /// call that was not allowed to wait, `timed-out` otherwise.
+    pub(crate) fn contention(timeout: Option<std::time::Duration>) -> Self {
+        match timeout {
+            Some(t) if t.is_zero() => LockError::Code(ErrorCode::WouldBlock),
+            _ => LockError::Code(ErrorCode::TimedOut),
+        }
+    }
+
     /// An OS error on the guest path `guest` (host paths never reach the
-    /// guest).
+    /// guest). A host out of descriptors is `limit-exceeded`.
     pub(crate) fn from_io(guest: &str, error: io::Error) -> Self {
         let message = format!("{guest:?}: {}", without_host_paths(&error));
         match error.kind() {
             io::ErrorKind::PermissionDenied => LockError::Code(ErrorCode::AccessDenied(message)),
             _ if is_symlink_loop(&error) => LockError::Code(ErrorCode::AccessDenied(message)),
+            _ if is_out_of_descriptors(&error) => LockError::Code(ErrorCode::LimitExceeded(
+                format!("{message} (the host is out of file descriptors)"),
+            )),
             _ => LockError::Code(ErrorCode::Other(message)),
+        }
+    }
+
+    /// The same error with `from` replaced by `to` in its message: the host's
+    /// Redis namespace never reaches the guest.
+    pub(crate) fn renamed(self, from: &str, to: &str) -> Self {
+        let rename = |m: String| {
+            if from.is_empty() {
+                m
+            } else {
+                m.replace(from, to)
+            }
+        };
+        match self {
+            LockError::Code(code) => LockError::Code(match code {
+                ErrorCode::AccessDenied(m) => ErrorCode::AccessDenied(rename(m)),
+                ErrorCode::InvalidArgument(m) => ErrorCode::InvalidArgument(rename(m)),
+                ErrorCode::LimitExceeded(m) => ErrorCode::LimitExceeded(rename(m)),
+                ErrorCode::Unsupported(m) => ErrorCode::Unsupported(rename(m)),
+                ErrorCode::Other(m) => ErrorCode::Other(rename(m)),
+                other => other,
+            }),
+            trap => trap,
         }
     }
 
@@ -92,6 +127,28 @@ impl LockError {
 fn is_symlink_loop(error: &io::Error) -> bool {
     const ELOOP: i32 = if cfg!(target_os = "linux") { 40 } else { 62 };
     cfg!(unix) && error.raw_os_error() == Some(ELOOP)
+}
+
+/// `EMFILE` / `ENFILE`: no descriptor left for the process or the system.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// A failure in a call whose WIT result has no error case can only be a
+/// bad handle: trap.
+pub(crate) fn trap(error: LockError) -> wasmtime::Error {
+    match error {
+        LockError::Trap(trap) => trap,
+        LockError::Code(code) => wasmtime::Error::msg(code.to_string()),
+    }
 }
 
 /// An io::Error's message without any path it may carry.

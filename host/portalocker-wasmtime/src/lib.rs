@@ -60,30 +60,54 @@
 //! # The sandbox
 //!
 //! Guest paths resolve through the grants of [`LocksCtxBuilder::preopened_dir`]
-//! exactly as WASI preopens do. A path outside them, climbing out with `..`,
-//! or reaching out through a symlink is refused (`access-denied`), as is a
-//! lock file that is itself a symlink; malformed paths and names are
-//! `invalid-argument`. [`LocksCtxBuilder::max_held`] and
-//! [`LocksCtxBuilder::max_wait`] bound what a plugin holds and waits.
+//! exactly as the plugin's own file calls resolve them (the same grant
+//! matching as wasi-libc, `..` and symlinks followed through the grant's
+//! directory, never lexically), so a path names the same file to the lock and
+//! to `wasi:filesystem`. A path outside the grants, or leading out of them
+//! through `..` or a symlink, is refused (`access-denied`), as is a lock file
+//! that is a symlink, a FIFO, a device or anything but a regular file (opened
+//! without blocking); malformed paths and names are `invalid-argument`.
+//!
+//! # Budgets
+//!
+//! A plugin is a tenant: every handle, held lock, kept descriptor, Redis
+//! connection and byte of name or path it makes the host hold is counted
+//! against its [`Limits`] (set on the builder, with safe defaults), and past a
+//! limit it gets `limit-exceeded`. Opening a lock or a semaphore pins no
+//! descriptor; only held locks do, plus a few kept between locks. Instances
+//! granted the same Redis server share one connection pool, and each Redis
+//! lock being taken or held uses one connection of it. Running out of
+//! descriptors is an error value too, never a panic.
+//!
 //! Everything a plugin holds lives in its store's resource table, so it is
-//! released when the store is dropped, whatever ended the plugin. A bad
-//! handle traps; bad input is an error value.
+//! released when the store is dropped, whatever ended the plugin. A wait
+//! that is cancelled (an async call dropped by a timeout, a trap, a dropped
+//! store) leaves nothing behind. A bad handle traps; bad input is an error
+//! value.
 
 mod bindings;
+mod budget;
 mod ctx;
 mod error;
-mod host;
-mod resources;
+mod file_lock;
+mod redis_lock;
 mod sandbox;
+mod semaphore;
 mod wake;
 
-pub use ctx::{DEFAULT_MAX_HELD, Locks, LocksCtx, LocksCtxBuilder, LocksCtxView, LocksView};
-pub use error::{ErrorCode, LockError};
-pub use resources::{
-    FileLockGuardHandle, FileLockHandle, MAX_REDIS_NAME_LEN, PermitHandle, RedisGuardHandle,
-    RedisLockHandle, SemaphoreHandle,
+pub use budget::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_HANDLES, DEFAULT_MAX_HELD, DEFAULT_MAX_IDLE_DESCRIPTORS,
+    DEFAULT_MAX_REDIS_CONNECTIONS, Limits, Usage,
 };
+pub use ctx::{Locks, LocksCtx, LocksCtxBuilder, LocksCtxView, LocksView};
+pub use error::{ErrorCode, LockError};
+#[doc(hidden)]
+pub use file_lock::{FileLockGuardHandle, FileLockHandle};
+#[doc(hidden)]
+pub use redis_lock::{MAX_REDIS_NAME_LEN, RedisGuardHandle, RedisLockHandle};
 pub use sandbox::MAX_PATH_LEN;
+#[doc(hidden)]
+pub use semaphore::{PermitHandle, SemaphoreHandle};
 
 use wasmtime::component::Linker;
 

@@ -1,15 +1,24 @@
-//! Confining guest paths to the directories the host granted.
+//! Confining guest paths to the directories the host granted, and resolving
+//! them exactly as the plugin's own file calls do.
 //!
-//! A guest path is first checked and normalised lexically (no NUL, not
-//! empty, not over-long, no `..` above its root), then matched against the
-//! grants the way WASI preopens are matched (the longest guest prefix wins;
-//! `.` matches relative paths), and finally opened through the grant's
-//! directory handle with cap-std, which refuses `..` and symlinks that lead
-//! out of it. The last component is never followed if it is a symlink.
+//! A guest path reaches `wasi:filesystem` as a grant (a preopen) and a path
+//! relative to it, chosen inside the plugin by its C library (wasi-libc, for
+//! Rust, C and Python plugins): leading `/` and `./` are stripped from both
+//! the path and the grant names, the grant whose name is the longest whole-
+//! component prefix wins (the later grant on a tie), and the rest of the
+//! path, `..` and all, is resolved by the host through that grant's
+//! directory. The lock host does the same: the same string matches the same
+//! grant, and the rest is opened with cap-std through the grant's directory
+//! handle, which follows `..` and symlinks inside the grant and refuses any
+//! that leads out of it. A final symlink is never followed.
+//!
+//! A path that wasi-libc resolves differently depending on whether the
+//! plugin links `chdir` (`./data/x` when `.` and `/data` are both granted)
+//! is refused: its file could not be known.
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
@@ -17,80 +26,36 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
 use crate::error::LockError;
-use crate::wake::FileKey;
 
 /// The longest guest path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
 
-/// A directory the host granted, seen by the guest at `guest`.
+/// Identifies a lock file: device and inode.
+pub(crate) type FileKey = (u64, u64);
+
+/// A directory the host granted, seen by the guest at `name`.
 #[derive(Debug)]
 pub(crate) struct Grant {
-    /// The guest-side prefix, normalised: components, absolute or not.
-    prefix: GuestPath,
+    /// The name with leading `/` and `./` stripped, as wasi-libc keeps it.
+    prefix: String,
     /// The guest-side name as given.
     name: String,
     /// The directory handle everything is opened through.
     dir: Dir,
 }
 
-/// A normalised guest path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct GuestPath {
-    absolute: bool,
-    components: Vec<String>,
-}
-
-impl GuestPath {
-    /// Check and normalise `path` lexically.
-    pub(crate) fn parse(path: &str) -> Result<Self, LockError> {
-        if path.is_empty() {
-            return Err(LockError::invalid("the path is empty"));
-        }
-        if path.len() > MAX_PATH_LEN {
-            return Err(LockError::invalid(format!(
-                "the path is {} bytes long; the limit is {MAX_PATH_LEN}",
-                path.len()
-            )));
-        }
-        if path.contains('\0') {
-            return Err(LockError::invalid("the path contains a NUL byte"));
-        }
-        let absolute = path.starts_with('/');
-        let mut components: Vec<String> = Vec::new();
-        for part in path.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    if components.pop().is_none() {
-                        return Err(LockError::access_denied(format!(
-                            "{path:?} climbs out of its root with '..'"
-                        )));
-                    }
-                }
-                name => components.push(name.to_owned()),
-            }
-        }
-        Ok(Self {
-            absolute,
-            components,
-        })
-    }
-
-    /// If `self` lies under `prefix`, the rest of it.
-    fn strip(&self, prefix: &GuestPath) -> Option<&[String]> {
-        (self.absolute == prefix.absolute && self.components.starts_with(&prefix.components))
-            .then(|| &self.components[prefix.components.len()..])
-    }
-}
-
 impl Grant {
     /// Open `host` as a grant seen by the guest at `guest`.
     pub(crate) fn open(host: &Path, guest: &str) -> io::Result<Self> {
-        let prefix = GuestPath::parse(guest)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        if guest.is_empty() || guest.contains('\0') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a grant's guest name must be a non-empty path: {guest:?}"),
+            ));
+        }
         let dir = Dir::open_ambient_dir(host, ambient_authority())?;
         Ok(Self {
-            prefix,
+            prefix: strip_prefixes(guest).to_owned(),
             name: guest.to_owned(),
             dir,
         })
@@ -102,47 +67,148 @@ impl Grant {
     }
 }
 
+/// wasi-libc's `strip_prefixes`: leading `/`, `./` and a lone `.`.
+fn strip_prefixes(mut path: &str) -> &str {
+    loop {
+        if let Some(rest) = path.strip_prefix('/') {
+            path = rest;
+        } else if let Some(rest) = path.strip_prefix("./") {
+            path = rest;
+        } else if path == "." {
+            path = "";
+        } else {
+            return path;
+        }
+    }
+}
+
+/// wasi-libc's `prefix_matches`: `prefix` is a whole-component prefix of
+/// `path` (the empty prefix matches every relative path).
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.is_empty() && !path.starts_with('/') {
+        return true;
+    }
+    if !path.as_bytes().starts_with(prefix.as_bytes()) {
+        return false;
+    }
+    let trimmed = prefix.trim_end_matches('/').len();
+    matches!(path.as_bytes().get(trimmed), None | Some(b'/'))
+}
+
+/// wasi-libc's `__wasilibc_find_abspath`: the grant and the relative path
+/// the plugin's file calls use for `path`.
+fn find<'g>(grants: &'g [Arc<Grant>], path: &str) -> Option<(&'g Arc<Grant>, String)> {
+    let path = path.trim_start_matches('/');
+    let mut best: Option<&Arc<Grant>> = None;
+    // Later grants win ties, as wasi-libc searches from the last one.
+    for grant in grants.iter().rev() {
+        let longer = best.is_none_or(|b| grant.prefix.len() > b.prefix.len());
+        if longer && prefix_matches(&grant.prefix, path) {
+            best = Some(grant);
+        }
+    }
+    let grant = best?;
+    let rest = path[grant.prefix.len()..].trim_start_matches('/');
+    Some((
+        grant,
+        if rest.is_empty() {
+            ".".into()
+        } else {
+            rest.into()
+        },
+    ))
+}
+
+/// wasi-libc's `make_absolute` with the working directory at `/` (where a
+/// plugin starts): what `find` sees when the plugin links `chdir`.
+fn from_root(path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_owned();
+    }
+    if path.is_empty() || path == "." || path == "./" {
+        return "/".to_owned();
+    }
+    format!("/{}", path.strip_prefix("./").unwrap_or(path))
+}
+
 /// Where a guest path lives: a grant and a path relative to it.
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
     pub(crate) grant: Arc<Grant>,
-    pub(crate) relative: PathBuf,
+    /// The path relative to the grant, as the plugin's file calls pass it.
+    pub(crate) relative: String,
     /// The path as the guest gave it, for messages.
     pub(crate) guest: String,
-    /// `relative` for system calls (`None` if it cannot be one).
-    #[cfg(unix)]
-    relative_c: Option<std::ffi::CString>,
 }
 
-/// Find the grant `path` lies in (the longest matching prefix).
+/// Check `path` and find the grant it lies in.
 pub(crate) fn resolve(grants: &[Arc<Grant>], path: &str) -> Result<Resolved, LockError> {
-    let parsed = GuestPath::parse(path)?;
-    let (grant, rest) = grants
-        .iter()
-        .filter_map(|grant| parsed.strip(&grant.prefix).map(|rest| (grant, rest)))
-        .max_by_key(|(grant, _)| grant.prefix.components.len())
-        .ok_or_else(|| {
-            LockError::access_denied(format!(
-                "{path:?} is not inside a directory the host granted"
-            ))
-        })?;
-    let relative: PathBuf = rest.iter().collect();
+    if path.is_empty() {
+        return Err(LockError::invalid("the path is empty"));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(LockError::invalid(format!(
+            "the path is {} bytes long; the limit is {MAX_PATH_LEN}",
+            path.len()
+        )));
+    }
+    if path.contains('\0') {
+        return Err(LockError::invalid("the path contains a NUL byte"));
+    }
+    let outside = || {
+        LockError::access_denied(format!(
+            "{path:?} is not inside a directory the host granted"
+        ))
+    };
+    let plain = find(grants, path);
+    let rooted = find(grants, &from_root(path));
+    let same = match (&plain, &rooted) {
+        (Some((a, ra)), Some((b, rb))) => {
+            Arc::ptr_eq(a, b) && strip_prefixes(ra) == strip_prefixes(rb)
+        }
+        (None, None) => true,
+        _ => false,
+    };
+    if !same {
+        return Err(LockError::invalid(format!(
+            "{path:?} names different files depending on whether the plugin can change \
+             directory; write it without the leading './'"
+        )));
+    }
+    let (grant, relative) = rooted.ok_or_else(outside)?;
     Ok(Resolved {
         grant: Arc::clone(grant),
-        #[cfg(unix)]
-        relative_c: {
-            use std::os::unix::ffi::OsStrExt;
-            std::ffi::CString::new(relative.as_os_str().as_bytes()).ok()
-        },
         relative,
         guest: path.to_owned(),
     })
 }
 
+/// The OS options a lock file is opened with: append, create, `0o666 &
+/// !umask`, never following a final symlink, never blocking (a FIFO), never
+/// taking a controlling terminal.
+fn lock_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true).follow(FollowSymlinks::No);
+    #[cfg(unix)]
+    {
+        use cap_std::fs::OpenOptionsExt;
+        options
+            .mode(0o666)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    options
+}
+
 impl Resolved {
-    /// Open (creating it) the lock file this names, never through a symlink.
+    /// Whether this names the grant itself.
+    fn is_grant(&self) -> bool {
+        strip_prefixes(&self.relative).is_empty()
+    }
+
+    /// Open (creating it) the lock file this names: a regular file, never
+    /// reached through a symlink out of the grant or a final symlink.
     pub(crate) fn open_lock_file(&self) -> Result<File, LockError> {
-        if self.relative.as_os_str().is_empty() {
+        if self.is_grant() {
             return Err(LockError::invalid(format!(
                 "{:?} names a granted directory, not a lock file in it",
                 self.guest
@@ -151,33 +217,42 @@ impl Resolved {
         open_in(&self.grant.dir, &self.relative).map_err(|e| LockError::from_io(&self.guest, e))
     }
 
+    /// Open the lock file `name` in the directory this names.
+    pub(crate) fn open_lock_file_in(&self, name: &str) -> io::Result<File> {
+        open_in(&self.grant.dir, &format!("{}/{name}", self.relative))
+    }
+
+    /// Check that this names a directory (through the grant).
+    pub(crate) fn check_dir(&self) -> Result<(), LockError> {
+        let meta = self
+            .grant
+            .dir
+            .metadata(&self.relative)
+            .map_err(|e| LockError::from_io(&self.guest, e))?;
+        if meta.is_dir() {
+            Ok(())
+        } else {
+            Err(LockError::invalid(format!(
+                "{:?} is not a directory",
+                self.guest
+            )))
+        }
+    }
+
     /// Whether this path still names the file whose identity is `key` (not
-    /// following a final symlink). One `fstatat`; nothing is opened.
+    /// following a final symlink). One `fstatat` for a name in the grant
+    /// itself; a longer path is walked through the grant.
     pub(crate) fn names(&self, key: FileKey) -> bool {
         #[cfg(unix)]
         {
-            use std::os::fd::AsRawFd;
-            let Some(relative) = &self.relative_c else {
-                return false;
-            };
-            // SAFETY: all-zero bytes are a valid `stat`.
-            let mut named: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: `named` is a valid out-buffer; the directory descriptor
-            // and the C string outlive the call.
-            let status = unsafe {
-                libc::fstatat(
-                    self.grant.dir.as_raw_fd(),
-                    relative.as_ptr(),
-                    &mut named,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            #[allow(
-                clippy::unnecessary_cast,
-                reason = "st_dev and st_ino differ in width across platforms"
-            )]
-            let named_key = (named.st_dev as u64, named.st_ino as u64);
-            status == 0 && named_key == key
+            if !self.relative.contains('/') && self.relative != "." && self.relative != ".." {
+                return fstatat_key(&self.grant.dir, &self.relative) == Some(key);
+            }
+            use cap_std::fs::MetadataExt;
+            self.grant
+                .dir
+                .symlink_metadata(&self.relative)
+                .is_ok_and(|m| (m.dev(), m.ino()) == key)
         }
         #[cfg(not(unix))]
         {
@@ -186,43 +261,135 @@ impl Resolved {
             true
         }
     }
+}
 
-    /// Open the directory this names (the grant itself when empty).
-    pub(crate) fn open_dir(&self) -> Result<Dir, LockError> {
-        let opened = if self.relative.as_os_str().is_empty() {
-            self.grant.dir.try_clone()
-        } else {
-            self.grant.dir.open_dir(&self.relative)
-        };
-        opened.map_err(|e| LockError::from_io(&self.guest, e))
+/// The identity of `name` in `dir` (one component: nothing to escape
+/// through), not following a symlink.
+#[cfg(unix)]
+fn fstatat_key(dir: &Dir, name: &str) -> Option<FileKey> {
+    use std::os::fd::AsRawFd;
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: all-zero bytes are a valid `stat`.
+    let mut named: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `named` is a valid out-buffer; the directory descriptor and
+    // the C string outlive the call.
+    let status = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut named,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "st_dev and st_ino differ in width across platforms"
+    )]
+    (status == 0).then_some((named.st_dev as u64, named.st_ino as u64))
+}
+
+/// Open `relative` in `dir` for locking (see [`lock_file_options`]) and
+/// refuse anything but a regular file.
+pub(crate) fn open_in(dir: &Dir, relative: &str) -> io::Result<File> {
+    let opened = dir.open_with(relative, &lock_file_options());
+    match opened {
+        Ok(file) => {
+            let file = file.into_std();
+            let kind = file.metadata()?.file_type();
+            if !kind.is_file() {
+                return Err(not_regular(&kind));
+            }
+            Ok(file)
+        }
+        Err(e) => match dir.symlink_metadata(relative) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the path is a symbolic link; lock files are never opened through a symlink",
+            )),
+            Ok(meta) if !meta.is_file() => Err(not_regular_cap(&meta.file_type())),
+            _ => Err(e),
+        },
     }
 }
 
-/// Open `relative` in `dir` for locking: append, create, `0o666 & !umask`,
-/// never following a final symlink.
-pub(crate) fn open_in(dir: &Dir, relative: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true).create(true).follow(FollowSymlinks::No);
+/// What a lock file that is not a regular file is, in words.
+#[cfg(unix)]
+fn described(dir: bool, fifo: bool, socket: bool, device: bool) -> &'static str {
+    if dir {
+        "a directory"
+    } else if fifo {
+        "a FIFO"
+    } else if socket {
+        "a socket"
+    } else if device {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The refusal of a lock file that is not a regular file.
+fn refusal(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("the path is {what}; lock files must be regular files"),
+    )
+}
+
+fn not_regular(kind: &std::fs::FileType) -> io::Error {
     #[cfg(unix)]
     {
-        use cap_std::fs::OpenOptionsExt;
-        options.mode(0o666);
+        use std::os::unix::fs::FileTypeExt;
+        refusal(described(
+            kind.is_dir(),
+            kind.is_fifo(),
+            kind.is_socket(),
+            kind.is_char_device() || kind.is_block_device(),
+        ))
     }
-    match dir.open_with(relative, &options) {
-        Ok(file) => Ok(file.into_std()),
-        Err(e) => {
-            let is_link = dir
-                .symlink_metadata(relative)
-                .is_ok_and(|m| m.file_type().is_symlink());
-            if is_link {
-                Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "the path is a symbolic link; lock files are never opened through a symlink",
-                ))
-            } else {
-                Err(e)
-            }
-        }
+    #[cfg(not(unix))]
+    {
+        refusal(if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        })
+    }
+}
+
+fn not_regular_cap(kind: &cap_std::fs::FileType) -> io::Error {
+    #[cfg(unix)]
+    {
+        use cap_std::fs::FileTypeExt;
+        refusal(described(
+            kind.is_dir(),
+            kind.is_fifo(),
+            kind.is_socket(),
+            kind.is_char_device() || kind.is_block_device(),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        refusal(if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        })
+    }
+}
+
+/// The identity of an open file; `(0, 0)` where the platform gives none
+/// (then every release wakes every waiter, which only costs a retry).
+pub(crate) fn key_of(file: &File) -> FileKey {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        (0, 0)
     }
 }
 
@@ -237,40 +404,67 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn parses_and_normalises() {
-        let p = GuestPath::parse("/a/./b//c/../d").unwrap();
-        assert!(p.absolute);
-        assert_eq!(p.components, ["a", "b", "d"]);
-        assert!(GuestPath::parse("").is_err());
-        assert!(GuestPath::parse("a\0b").is_err());
-        assert!(GuestPath::parse("../x").is_err());
-        assert!(GuestPath::parse("/..").is_err());
-        assert!(GuestPath::parse("a/../../x").is_err());
-        assert!(GuestPath::parse(&"x".repeat(MAX_PATH_LEN + 1)).is_err());
+    fn resolved(grants: &[Arc<Grant>], path: &str) -> (String, String) {
+        let r = resolve(grants, path).unwrap();
+        (r.grant.guest_name().to_owned(), r.relative)
     }
 
     #[test]
-    fn resolves_by_longest_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let grants = grants(dir.path(), &[".", "/data", "/data/deep"]);
-        let r = resolve(&grants, "x.lock").unwrap();
-        assert_eq!(r.grant.guest_name(), ".");
-        assert_eq!(r.relative, PathBuf::from("x.lock"));
-        let r = resolve(&grants, "/data/deep/y.lock").unwrap();
-        assert_eq!(r.grant.guest_name(), "/data/deep");
-        assert_eq!(r.relative, PathBuf::from("y.lock"));
-        let r = resolve(&grants, "/data/z/../w.lock").unwrap();
-        assert_eq!(r.grant.guest_name(), "/data");
-        assert_eq!(r.relative, PathBuf::from("w.lock"));
-        assert!(resolve(&grants, "/etc/passwd").is_err());
-        assert!(resolve(&grants, "/data/../etc/passwd").is_err());
-    }
-
-    #[test]
-    fn absolute_paths_need_an_absolute_grant() {
+    fn rejects_malformed_paths() {
         let dir = tempfile::tempdir().unwrap();
         let grants = grants(dir.path(), &["."]);
-        assert!(resolve(&grants, "/x.lock").is_err());
+        assert!(resolve(&grants, "").is_err());
+        assert!(resolve(&grants, "a\0b").is_err());
+        assert!(resolve(&grants, &"x".repeat(MAX_PATH_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn matches_grants_as_wasi_libc_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let grants = grants(dir.path(), &[".", "/data", "/data/deep", "./tmp/"]);
+        let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(resolved(&grants, "x.lock"), s(".", "x.lock"));
+        // A relative path matches a named grant just like an absolute one.
+        assert_eq!(resolved(&grants, "data/m.txt"), s("/data", "m.txt"));
+        assert_eq!(resolved(&grants, "/data/m.txt"), s("/data", "m.txt"));
+        assert_eq!(resolved(&grants, "//data//m.txt"), s("/data", "m.txt"));
+        assert_eq!(resolved(&grants, "/data/deep/y"), s("/data/deep", "y"));
+        assert_eq!(resolved(&grants, "/tmp/t"), s("./tmp/", "t"));
+        // Whole components only.
+        assert_eq!(resolved(&grants, "/database/x"), s(".", "database/x"));
+        // `..` is left for the directory to resolve, never lexical.
+        assert_eq!(
+            resolved(&grants, "/data/lnk/../m2"),
+            s("/data", "lnk/../m2")
+        );
+        assert_eq!(resolved(&grants, "/data"), s("/data", "."));
+    }
+
+    #[test]
+    fn later_grants_win_ties() {
+        let dir = tempfile::tempdir().unwrap();
+        let grants = grants(dir.path(), &["/a", "a"]);
+        assert_eq!(resolve(&grants, "/a/x").unwrap().grant.guest_name(), "a");
+    }
+
+    #[test]
+    fn paths_outside_the_grants_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let grants = grants(dir.path(), &["/data"]);
+        assert!(resolve(&grants, "/etc/passwd").is_err());
+        assert!(resolve(&grants, "x.lock").is_err());
+        assert!(resolve(&grants, "/").is_err());
+    }
+
+    #[test]
+    fn paths_that_depend_on_chdir_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let both = grants(dir.path(), &[".", "/data"]);
+        let e = resolve(&both, "./data/m.txt").unwrap_err();
+        assert!(e.to_string().contains("leading './'"), "{e}");
+        // Unambiguous `./` paths are fine.
+        assert_eq!(resolved(&both, "./x"), (".".to_owned(), "x".to_owned()));
+        let dot = grants(dir.path(), &["."]);
+        assert_eq!(resolved(&dot, "./x"), (".".to_owned(), "x".to_owned()));
     }
 }

@@ -3,7 +3,6 @@
 //! release by another process is seen within that pause.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -11,9 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::error::LockError;
-
-/// Identifies a lock file: device and inode.
-pub(crate) type FileKey = (u64, u64);
+use crate::sandbox::FileKey;
 
 const FIRST_PAUSE: Duration = Duration::from_micros(100);
 const LONGEST_PAUSE: Duration = Duration::from_millis(10);
@@ -23,21 +20,6 @@ static WAITERS: LazyLock<Mutex<HashMap<FileKey, Weak<Notify>>>> = LazyLock::new(
 /// How many async waits are in progress in this process: releases skip
 /// the registry when there are none.
 static WAITING: AtomicUsize = AtomicUsize::new(0);
-
-/// The key of an open file; `(0, 0)` where the platform gives none (then
-/// every release wakes every waiter, which only costs a retry).
-pub(crate) fn key_of(file: &File) -> FileKey {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        (0, 0)
-    }
-}
 
 fn waiters() -> std::sync::MutexGuard<'static, HashMap<FileKey, Weak<Notify>>> {
     WAITERS
@@ -108,6 +90,17 @@ pub(crate) async fn wait_until(
         }
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
+}
+
+/// The instant `timeout` from now; `None` for no timeout (or one too far
+/// away to represent).
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// What is left until `deadline`.
+pub(crate) fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 /// Counts one wait in [`WAITING`] until dropped (even when cancelled).

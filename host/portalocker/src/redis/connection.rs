@@ -1,6 +1,7 @@
-//! Connections: the named lock subscription with its ping responder, reply
-//! subscriptions for probes, and the commands the protocol uses.
+//! Connections: the lock connection with its ping responder, RESP3 push
+//! connections, the commands the protocol uses, and the topology check.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,9 +13,16 @@ use tokio::task::JoinHandle;
 use super::protocol::{self, WireMode};
 use crate::error::{Error, Result};
 
-/// How often a holder pings its own subscription connection to notice a
-/// half-open link (well under the 1 s peers wait for an answer).
+/// How often a lock connection pings the server to notice a half-open link
+/// (well under the 1 s peers wait for an answer).
 const KEEPALIVE: Duration = Duration::from_millis(500);
+
+/// How long an unsubscription may take before the connection is given up.
+const UNSUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The client name of a lock connection between acquisitions: it names no
+/// lock, so no reaper takes it for a silent holder.
+pub(crate) const IDLE_NAME: &str = "portalocker-rs-idle";
 
 /// A client that speaks RESP3 (a subscribed connection can then publish).
 pub(crate) fn resp3(client: &Client) -> Result<Client> {
@@ -24,6 +32,34 @@ pub(crate) fn resp3(client: &Client) -> Result<Client> {
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
     Client::open(info.set_redis_settings(settings)).map_err(Error::from)
+}
+
+/// Counts the connections a pool has open; each connection holds one
+/// [`Counted`] until it is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct OpenCount(AtomicUsize);
+
+impl OpenCount {
+    /// Count one more connection.
+    pub(crate) fn count(self: &Arc<Self>) -> Counted {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Counted(Arc::clone(self))
+    }
+
+    /// How many are open.
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Counted(Arc<OpenCount>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A RESP3 connection whose pushes (pub/sub messages) arrive on the
@@ -37,9 +73,12 @@ pub(crate) async fn push_connection(
         .set_push_sender(sender)
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let connection = client3
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let connection = tokio::time::timeout(
+        timeout,
+        client3.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    .map_err(|_| Error::Redis(format!("no connection to Redis within {timeout:?}")))??;
     Ok((connection, receiver))
 }
 
@@ -53,141 +92,186 @@ pub(crate) async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> R
     Ok(counts.first().map_or(0, |(_, n)| *n))
 }
 
-/// What a participant advertises, changed atomically with respect to the
-/// responder's snapshots.
-#[derive(Debug, Clone, Copy)]
+/// Refuse a cluster node or a replica: neither gives mutual exclusion.
+pub(crate) async fn check_topology(conn: &mut MultiplexedConnection) -> Result<()> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    if info.lines().any(|line| line.trim() == "redis_mode:cluster") {
+        return Err(Error::Unsupported(
+            "this Redis server is a cluster node: pub/sub counts are per node, so the lock would not be exclusive"
+                .into(),
+        ));
+    }
+    let role: redis::Value = redis::cmd("ROLE").query_async(conn).await?;
+    let primary = match &role {
+        redis::Value::Array(items) => {
+            matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master")
+        }
+        _ => false,
+    };
+    if !primary {
+        return Err(Error::Unsupported(
+            "this Redis server is not a primary: subscriptions are not replicated, so the lock would not be exclusive"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a participant advertises in its ping replies, changed atomically
+/// with respect to the responder's snapshots.
+#[derive(Debug, Clone)]
 pub(crate) struct Advertised {
+    /// The lock channel the connection is subscribed to (pings on any
+    /// other channel are stale and ignored).
+    pub(crate) channel: String,
+    /// Whose record this is.
+    pub(crate) holder_id: String,
+    /// The mode on the wire.
     pub(crate) mode: WireMode,
+    /// Whether this writer won an election.
     pub(crate) elected: bool,
 }
 
-/// The lock connection: dedicated, named `C-lock-<id>`, answering every
-/// ping on `C` with our record from this very connection while it is
-/// subscribed, and reporting its own death. It is kept between
-/// acquisitions (unsubscribed), so an acquire costs one round trip to
-/// subscribe and count instead of a new connection.
-pub(crate) struct Subscription {
-    channel: String,
+/// A lock connection: dedicated to one acquisition at a time, named
+/// `C-lock-<id>` while it takes or holds lock `C`, answering every ping on
+/// `C` with our record from this very connection, and reporting its own
+/// death. Between acquisitions it is unsubscribed and renamed
+/// [`IDLE_NAME`], so a pool can keep it and lend it to any lock.
+pub(crate) struct LockConnection {
     conn: MultiplexedConnection,
     state: Arc<Mutex<Advertised>>,
     lost: watch::Receiver<Option<String>>,
     responder: JoinHandle<()>,
     subscribed: bool,
+    _counted: Counted,
 }
 
-impl Subscription {
-    /// Connect and name the connection; not subscribed yet.
+impl LockConnection {
+    /// Connect; unnamed and unsubscribed until [`LockConnection::subscribe`].
     pub(crate) async fn connect(
         client3: &Client,
-        channel: &str,
-        holder_id: &str,
         timeout: Duration,
+        counted: Counted,
     ) -> Result<Self> {
-        let connect = async {
-            let (mut conn, pushes) = push_connection(client3, timeout).await?;
-            redis::cmd("CLIENT")
-                .arg("SETNAME")
-                .arg(protocol::connection_name(channel, holder_id))
-                .exec_async(&mut conn)
-                .await?;
-            Ok::<_, Error>((conn, pushes))
-        };
-        let (conn, pushes) = tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| Error::Redis(format!("no connection to Redis within {timeout:?}")))??;
+        let (conn, pushes) = push_connection(client3, timeout).await?;
         let state = Arc::new(Mutex::new(Advertised {
+            channel: String::new(),
+            holder_id: String::new(),
             mode: WireMode::Pending,
             elected: false,
         }));
         let (lost_tx, lost) = watch::channel(None);
-        let responder = tokio::spawn(respond(
-            conn.clone(),
-            pushes,
-            Arc::clone(&state),
-            holder_id.to_owned(),
-            lost_tx,
-        ));
+        let responder = tokio::spawn(respond(conn.clone(), pushes, Arc::clone(&state), lost_tx));
         Ok(Self {
-            channel: channel.to_owned(),
             conn,
             state,
             lost,
             responder,
             subscribed: false,
+            _counted: counted,
         })
     }
 
-    /// Advertise `advertised`, then in one round trip subscribe to `C`
-    /// (waiting for the confirmation) and count the subscribers: Redis runs
-    /// one connection's commands in order, so the count includes us.
+    /// Advertise `advertised`, then in one round trip name the connection
+    /// `C-lock-<id>`, subscribe to `C` (waiting for the confirmation) and
+    /// count the subscribers: Redis runs one connection's commands in
+    /// order, so the count includes us, and anyone who sees us subscribed
+    /// sees our name.
     pub(crate) async fn subscribe(
         &mut self,
         advertised: Advertised,
         timeout: Duration,
     ) -> Result<i64> {
-        self.advertise(advertised.mode, advertised.elected);
-        let (mut subscribing, mut counting) = (self.conn.clone(), self.conn.clone());
-        let channel = self.channel.clone();
-        let both = async {
+        let channel = advertised.channel.clone();
+        let name = protocol::connection_name(&channel, &advertised.holder_id);
+        *self.lock_state() = advertised;
+        let (mut naming, mut subscribing, mut counting) =
+            (self.conn.clone(), self.conn.clone(), self.conn.clone());
+        let all = async {
             tokio::try_join!(
+                async {
+                    redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg(&name)
+                        .exec_async(&mut naming)
+                        .await
+                        .map_err(Error::from)
+                },
                 async { subscribing.subscribe(&channel).await.map_err(Error::from) },
                 numsub(&mut counting, &channel),
             )
         };
-        let ((), subscribers) = tokio::time::timeout(timeout, both).await.map_err(|_| {
+        // Counted as subscribed from the first byte sent: if this fails
+        // half-way, the caller must not reuse the connection.
+        self.subscribed = true;
+        let ((), (), subscribers) = tokio::time::timeout(timeout, all).await.map_err(|_| {
             Error::Redis(format!(
-                "the subscription to {:?} was not confirmed within {timeout:?}",
-                self.channel
+                "the subscription was not confirmed within {timeout:?}"
             ))
         })??;
-        self.subscribed = true;
         Ok(subscribers)
     }
 
-    /// Unsubscribe (and with `announce`, tell Rust waiters on the side
-    /// channel, after the unsubscription so they count without us).
-    pub(crate) async fn unsubscribe(&mut self, announce: bool) -> Result<()> {
-        self.subscribed = false;
-        let (mut leaving, mut telling) = (self.conn.clone(), self.conn.clone());
-        let notice = protocol::release_channel(&self.channel);
-        let mut publish = redis::cmd("PUBLISH");
-        publish.arg(&notice).arg("released");
-        let both = async {
+    /// Unsubscribe and rename the connection [`IDLE_NAME`]; with `notice`,
+    /// publish a release notice there after the unsubscription, so Rust
+    /// waiters count without us.
+    pub(crate) async fn unsubscribe(&mut self, notice: Option<&str>) -> Result<()> {
+        let channel = self.lock_state().channel.clone();
+        let (mut leaving, mut renaming, mut telling) =
+            (self.conn.clone(), self.conn.clone(), self.conn.clone());
+        let all = async {
             tokio::try_join!(
+                async { leaving.unsubscribe(&channel).await.map_err(Error::from) },
                 async {
-                    leaving
-                        .unsubscribe(&self.channel)
+                    redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg(IDLE_NAME)
+                        .exec_async(&mut renaming)
                         .await
                         .map_err(Error::from)
                 },
                 async {
-                    if announce {
-                        publish.exec_async(&mut telling).await.map_err(Error::from)
-                    } else {
-                        Ok(())
+                    match notice {
+                        Some(notice) => redis::cmd("PUBLISH")
+                            .arg(notice)
+                            .arg("released")
+                            .exec_async(&mut telling)
+                            .await
+                            .map_err(Error::from),
+                        None => Ok(()),
                     }
                 },
             )
         };
-        tokio::time::timeout(Duration::from_secs(1), both)
+        tokio::time::timeout(UNSUBSCRIBE_TIMEOUT, all)
             .await
             .map_err(|_| Error::Redis("unsubscribing timed out".into()))??;
+        self.subscribed = false;
         Ok(())
     }
 
-    /// Whether it is subscribed to `C` now.
+    /// Whether it may be subscribed to a lock channel now (a failed
+    /// subscription or unsubscription leaves this set).
     pub(crate) fn subscribed(&self) -> bool {
         self.subscribed
     }
 
-    /// The connection, for counting and probing.
+    /// Whether it can be lent to another acquisition: alive and
+    /// unsubscribed.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.subscribed && self.lost().is_none()
+    }
+
+    /// The connection, for commands that must run on it.
     pub(crate) fn connection(&self) -> MultiplexedConnection {
         self.conn.clone()
     }
 
     /// Change what we advertise.
     pub(crate) fn advertise(&self, mode: WireMode, elected: bool) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Advertised { mode, elected };
+        let mut state = self.lock_state();
+        state.mode = mode;
+        state.elected = elected;
     }
 
     /// Why the connection died, if it did.
@@ -199,9 +283,13 @@ impl Subscription {
     pub(crate) fn watch_lost(&self) -> watch::Receiver<Option<String>> {
         self.lost.clone()
     }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Advertised> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
-impl Drop for Subscription {
+impl Drop for LockConnection {
     /// Stopping the responder and dropping our handle close the socket:
     /// Redis drops a remaining subscription at once.
     fn drop(&mut self) {
@@ -209,11 +297,12 @@ impl Drop for Subscription {
     }
 }
 
+/// Answer pings on the subscribed channel, ping the server to notice a
+/// dead link, and report the connection's death on `lost`.
 async fn respond(
     mut conn: MultiplexedConnection,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     state: Arc<Mutex<Advertised>>,
-    holder_id: String,
     lost: watch::Sender<Option<String>>,
 ) {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
@@ -227,8 +316,13 @@ async fn respond(
                 Some(push) if push.kind == PushKind::Message => {
                     let Some(message) = Msg::from_push_info(push) else { continue };
                     let Some(reply_channel) = protocol::parse_ping(message.get_payload_bytes()) else { continue };
-                    let advertised = *state.lock().unwrap_or_else(|p| p.into_inner());
-                    let record = protocol::record(&holder_id, advertised.mode, advertised.elected);
+                    let record = {
+                        let state = state.lock().unwrap_or_else(|p| p.into_inner());
+                        if message.get_channel_name().as_bytes() != state.channel.as_bytes() {
+                            continue;
+                        }
+                        protocol::record(&state.holder_id, state.mode, state.elected)
+                    };
                     let published: redis::RedisResult<()> =
                         redis::cmd("PUBLISH").arg(reply_channel).arg(record).query_async(&mut conn).await;
                     if let Err(e) = published && e.is_unrecoverable_error() {
@@ -246,72 +340,4 @@ async fn respond(
         }
     };
     let _ = lost.send(Some(reason));
-}
-
-/// The connection probes collect replies on: kept between probes, each
-/// probe subscribing to a fresh reply channel and leaving it afterwards.
-pub(crate) struct Replies {
-    conn: MultiplexedConnection,
-    pushes: mpsc::UnboundedReceiver<PushInfo>,
-    channel: String,
-}
-
-impl Replies {
-    /// Connect (not listening to anything yet).
-    pub(crate) async fn connect(client3: &Client, timeout: Duration) -> Result<Self> {
-        let (conn, pushes) = push_connection(client3, timeout).await?;
-        Ok(Self {
-            conn,
-            pushes,
-            channel: String::new(),
-        })
-    }
-
-    /// Listen on `reply_channel` (waiting for the confirmation), dropping
-    /// anything left over from an earlier probe.
-    pub(crate) async fn listen(&mut self, reply_channel: &str, timeout: Duration) -> Result<()> {
-        while let Ok(push) = self.pushes.try_recv() {
-            if push.kind == PushKind::Disconnection {
-                return Err(Error::Redis("the reply connection was lost".into()));
-            }
-        }
-        self.channel = reply_channel.to_owned();
-        tokio::time::timeout(timeout, self.conn.subscribe(reply_channel))
-            .await
-            .map_err(|_| {
-                Error::Redis(format!(
-                    "no confirmation for the reply channel {reply_channel:?}"
-                ))
-            })??;
-        Ok(())
-    }
-
-    /// Stop listening on the current reply channel.
-    pub(crate) async fn stop(&mut self) -> Result<()> {
-        let channel = std::mem::take(&mut self.channel);
-        self.conn.unsubscribe(&channel).await?;
-        Ok(())
-    }
-
-    /// The next reply on the current channel, waiting at most `wait`;
-    /// `Err` when the connection died.
-    pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>> {
-        loop {
-            match tokio::time::timeout(wait, self.pushes.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(None) => return Err(Error::Redis("the reply connection closed".into())),
-                Ok(Some(push)) if push.kind == PushKind::Message => {
-                    if let Some(message) = Msg::from_push_info(push)
-                        && message.get_channel_name() == self.channel
-                    {
-                        return Ok(Some(message.get_payload_bytes().to_vec()));
-                    }
-                }
-                Ok(Some(push)) if push.kind == PushKind::Disconnection => {
-                    return Err(Error::Redis("the reply connection was lost".into()));
-                }
-                Ok(Some(_)) => {}
-            }
-        }
-    }
 }

@@ -76,9 +76,13 @@ pub(crate) fn validate_channel(channel: &str) -> Result<(), String> {
             channel.len()
         ));
     }
-    if channel.chars().any(|c| c.is_control()) {
+    // Redis refuses client names with other bytes, and every holder names
+    // its connection `C-lock-<id>`.
+    if let Some(bad) = channel.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(format!(
-            "a Redis lock name must not contain control characters: {channel:?}"
+            "a Redis lock name may hold only printable ASCII without spaces \
+             (Redis refuses other client names, and each holder's connection \
+             is named after its lock): {bad:?} in {channel:?}"
         ));
     }
     Ok(())
@@ -234,6 +238,9 @@ mod tests {
         assert!(validate_channel("jobs").is_ok());
         assert!(validate_channel("").is_err());
         assert!(validate_channel("a\nb").is_err());
+        assert!(validate_channel("a b").is_err());
+        assert!(validate_channel("caf\u{e9}").is_err());
+        assert!(validate_channel("jobs:nightly/{x}-1!").is_ok());
         assert!(validate_channel(&"x".repeat(MAX_CHANNEL_LEN + 1)).is_err());
     }
 }

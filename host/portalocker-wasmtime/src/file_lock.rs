@@ -1,0 +1,362 @@
+//! The `file-lock` interface: lock files named by guest paths, and their
+//! guards.
+//!
+//! A `file-lock` handle keeps its resolved path and no descriptor: the file
+//! is opened when it is locked. A released lock's descriptor is kept for the
+//! next lock of the same handle while the instance's idle-descriptor budget
+//! allows (then re-locking costs no open), with an identity re-check: a file
+//! replaced meanwhile is locked anew.
+
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portalocker::{LockFlags, LockMode};
+use wasmtime::component::Resource;
+
+use crate::bindings::{async_, sync_};
+use crate::budget::{Budget, Charge, HANDLE_OVERHEAD, Kind};
+use crate::ctx::LocksCtxView;
+use crate::error::{ErrorCode, LockError, trap};
+use crate::sandbox::{self, FileKey, Resolved};
+use crate::wake;
+
+/// A descriptor kept between locks, charged to the idle-descriptor budget.
+#[derive(Debug)]
+struct SpareFile {
+    file: File,
+    key: FileKey,
+    _charge: Charge,
+}
+
+/// The descriptor a handle keeps between locks, if any.
+type Spare = Arc<Mutex<Option<SpareFile>>>;
+
+/// A lock file the guest named (`file-lock`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FileLockHandle {
+    resolved: Resolved,
+    spare: Spare,
+    _charge: Charge,
+}
+
+/// A held file lock (`file-lock-guard`): dropping it releases the lock.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FileLockGuardHandle {
+    file: Option<File>,
+    mode: LockMode,
+    key: FileKey,
+    spare: Spare,
+    budget: Arc<Budget>,
+    _charge: Charge,
+}
+
+impl FileLockGuardHandle {
+    /// Unlock, then keep the descriptor for the next lock if the budget
+    /// allows (or close it).
+    fn release_inner(&mut self) -> Result<(), portalocker::Error> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let unlocked = portalocker::unlock(&file);
+        wake::released(self.key);
+        if unlocked.is_ok() {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.is_none()
+                && let Ok(charge) = self.budget.charge(&[(Kind::IdleDescriptors, 1)])
+            {
+                *spare = Some(SpareFile {
+                    file,
+                    key: self.key,
+                    _charge: charge,
+                });
+            }
+        }
+        unlocked
+    }
+}
+
+impl Drop for FileLockGuardHandle {
+    fn drop(&mut self) {
+        // The descriptor is closed (or kept) either way, which frees the lock.
+        let _ = self.release_inner();
+    }
+}
+
+/// How often a lock is retaken because its path was swapped while locking
+/// before giving up (someone keeps replacing the file).
+const STALE_RETRIES: u32 = 100;
+
+impl LocksCtxView<'_> {
+    fn open_file_lock(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+        let charge = self
+            .ctx
+            .budget
+            .charge_handle(2 * path.len() + HANDLE_OVERHEAD)?;
+        let resolved = sandbox::resolve(&self.ctx.grants, &path)?;
+        Ok(self.table.push(FileLockHandle {
+            resolved,
+            spare: Spare::default(),
+            _charge: charge,
+        })?)
+    }
+
+    fn file_lock_path(&mut self, handle: &Resource<FileLockHandle>) -> Result<String, LockError> {
+        Ok(self.table.get(handle)?.resolved.guest.clone())
+    }
+
+    /// Charge the hold (and its guard's handle) and find the handle's path
+    /// and spare descriptor.
+    fn prepare_lock(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+    ) -> Result<(Resolved, Spare, Charge), LockError> {
+        let handle = self.table.get(handle)?;
+        let (resolved, spare) = (handle.resolved.clone(), Arc::clone(&handle.spare));
+        let charge = self.ctx.budget.charge(&[
+            (Kind::Held, 1),
+            (Kind::Handles, 1),
+            (Kind::Bytes, HANDLE_OVERHEAD),
+        ])?;
+        Ok((resolved, spare, charge))
+    }
+
+    /// Lock, blocking this thread up to `timeout` (`None`: no limit).
+    fn lock_blocking(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let (resolved, spare, charge) = self.prepare_lock(handle)?;
+        let deadline = wake::deadline(timeout);
+        let mut retries = 0;
+        let (file, key) = loop {
+            let (file, key) = take_or_open(&spare, &resolved)?;
+            let result = match deadline {
+                None => portalocker::lock(&file, LockFlags::new(mode, false)),
+                Some(deadline) => portalocker::lock_timeout(&file, mode, wake::remaining(deadline)),
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_contention() => return Err(LockError::contention(timeout)),
+                Err(e) => return Err(LockError::from_core(&resolved.guest, e)),
+            }
+            if let Some(named) = still_named(file, key, &resolved, &mut retries)? {
+                break named;
+            }
+        };
+        self.push_guard(file, key, mode, spare, charge)
+    }
+
+    /// Lock without blocking the executor: try, then wait for a release in
+    /// this process or a short, growing pause, up to `timeout`.
+    async fn lock_waiting(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let (resolved, spare, charge) = self.prepare_lock(handle)?;
+        let deadline = wake::deadline(timeout);
+        let flags = LockFlags::new(mode, true);
+        let mut retries = 0;
+        let (file, key) = loop {
+            let (file, key) = take_or_open(&spare, &resolved)?;
+            let attempt = || match portalocker::lock(&file, flags) {
+                Ok(()) => Ok(true),
+                Err(e) if e.is_contention() => Ok(false),
+                Err(e) => Err(LockError::from_core(&resolved.guest, e)),
+            };
+            if !wake::wait_until(Some(key), deadline, attempt).await? {
+                return Err(LockError::contention(timeout));
+            }
+            if let Some(named) = still_named(file, key, &resolved, &mut retries)? {
+                break named;
+            }
+        };
+        self.push_guard(file, key, mode, spare, charge)
+    }
+
+    fn push_guard(
+        &mut self,
+        file: File,
+        key: FileKey,
+        mode: LockMode,
+        spare: Spare,
+        charge: Charge,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        Ok(self.table.push(FileLockGuardHandle {
+            file: Some(file),
+            mode,
+            key,
+            spare,
+            budget: Arc::clone(&self.ctx.budget),
+            _charge: charge,
+        })?)
+    }
+
+    fn release_guard(&mut self, guard: Resource<FileLockGuardHandle>) -> Result<(), LockError> {
+        let mut handle = self.table.delete(guard)?;
+        handle
+            .release_inner()
+            .map_err(|e| LockError::from_core("lock", e))
+    }
+}
+
+/// The handle's kept descriptor, or a fresh open of its path, with its
+/// identity.
+fn take_or_open(spare: &Spare, resolved: &Resolved) -> Result<(File, FileKey), LockError> {
+    let kept = spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match kept {
+        Some(kept) => Ok((kept.file, kept.key)),
+        None => {
+            let file = resolved.open_lock_file()?;
+            let key = sandbox::key_of(&file);
+            Ok((file, key))
+        }
+    }
+}
+
+/// After locking `file`: if its path still names it, the file; if the path
+/// was unlinked or replaced meanwhile (the lock would exclude nobody),
+/// unlock and close it and return `None`, to lock the current file.
+fn still_named(
+    file: File,
+    key: FileKey,
+    resolved: &Resolved,
+    retries: &mut u32,
+) -> Result<Option<(File, FileKey)>, LockError> {
+    if resolved.names(key) {
+        return Ok(Some((file, key)));
+    }
+    let _ = portalocker::unlock(&file);
+    drop(file);
+    *retries += 1;
+    if *retries > STALE_RETRIES {
+        return Err(ErrorCode::Other(format!(
+            "{:?} kept being replaced while locking",
+            resolved.guest
+        ))
+        .into());
+    }
+    Ok(None)
+}
+
+/// The guard's calls, the same in both flavours.
+macro_rules! guard_impl {
+    ($gen:ident) => {
+        impl $gen::portalocker::locks::file_lock::HostFileLockGuard for LocksCtxView<'_> {
+            fn mode(
+                &mut self,
+                self_: Resource<FileLockGuardHandle>,
+            ) -> wasmtime::Result<$gen::portalocker::locks::file_lock::LockMode> {
+                let mode = self
+                    .table
+                    .get(&self_)
+                    .map_err(LockError::from)
+                    .map_err(trap)?
+                    .mode;
+                Ok(mode.into())
+            }
+
+            fn release(&mut self, guard: Resource<FileLockGuardHandle>) -> Result<(), LockError> {
+                self.release_guard(guard)
+            }
+
+            fn drop(&mut self, rep: Resource<FileLockGuardHandle>) -> wasmtime::Result<()> {
+                self.table.delete(rep)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+guard_impl!(sync_);
+guard_impl!(async_);
+
+impl sync_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
+    fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+        self.open_file_lock(path)
+    }
+
+    fn lock(
+        &mut self,
+        self_: Resource<FileLockHandle>,
+        mode: sync_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(None)?;
+        self.lock_blocking(&self_, mode.into(), timeout)
+    }
+
+    fn try_lock(
+        &mut self,
+        self_: Resource<FileLockHandle>,
+        mode: sync_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
+    }
+
+    fn lock_for(
+        &mut self,
+        self_: Resource<FileLockHandle>,
+        mode: sync_::portalocker::locks::file_lock::LockMode,
+        timeout: u64,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
+        self.lock_blocking(&self_, mode.into(), timeout)
+    }
+
+    fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
+        self.file_lock_path(&self_).map_err(trap)
+    }
+
+    fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl async_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
+    fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+        self.open_file_lock(path)
+    }
+
+    async fn lock(
+        &mut self,
+        self_: Resource<FileLockHandle>,
+        mode: async_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(None)?;
+        self.lock_waiting(&self_, mode.into(), timeout).await
+    }
+
+    fn try_lock(
+        &mut self,
+        self_: Resource<FileLockHandle>,
+        mode: async_::portalocker::locks::file_lock::LockMode,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
+    }
+
+    async fn lock_for(
+        &mut self,
+        self_: Resource<FileLockHandle>,
+        mode: async_::portalocker::locks::file_lock::LockMode,
+        timeout: u64,
+    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
+        self.lock_waiting(&self_, mode.into(), timeout).await
+    }
+
+    fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
+        self.file_lock_path(&self_).map_err(trap)
+    }
+
+    fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! Taking the lock: portalocker's attempt loop (protocol spec §6), with
+//! waits that watch the subscriber count and Rust holders' release notices
+//! instead of sleeping blindly.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::OwnedMutexGuard;
+
+use super::connection::{Advertised, LockConnection, numsub};
+use super::decide::{self, Fresh, Incumbent};
+use super::guard::RedisLockGuard;
+use super::lock::RedisLock;
+use super::protocol::{self, WireMode};
+use super::router::Listener;
+use crate::error::{Error, Result};
+use crate::flags::LockMode;
+
+/// portalocker's `thread_sleep_time`: the pause when no check interval is set.
+const THREAD_SLEEP: Duration = Duration::from_millis(100);
+/// How often a waiter checks the subscriber count between attempts.
+const COUNT_POLL: Duration = Duration::from_millis(10);
+
+/// The outcome of one round of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Held,
+    Promote,
+    StayElected,
+    GiveUp,
+}
+
+impl RedisLock {
+    /// The whole acquisition: take this instance's turn, run the attempts
+    /// on a lock connection from the pool, and on failure leave the channel
+    /// (awaited) before returning.
+    pub(crate) async fn acquire_inner(&self) -> Result<RedisLockGuard> {
+        let result = self.acquire_with_turn().await;
+        if let Err(Error::Redis(_)) = &result {
+            self.pool.forget_command().await;
+        }
+        result
+    }
+
+    async fn acquire_with_turn(&self) -> Result<RedisLockGuard> {
+        let started = Instant::now();
+        let deadline = self.timeout.and_then(|t| started.checked_add(t));
+        let turn = self.take_turn(deadline).await?;
+        let mut conn = self.pool.command().await?;
+        self.yield_to_waiters(&mut conn).await?;
+        let mut lock_conn = self.pool.lock_connection().await?;
+        match self.attempts(&mut conn, &mut lock_conn, deadline).await {
+            Ok(fencing_token) => Ok(RedisLockGuard::new(self, lock_conn, turn, fencing_token)),
+            Err(e) => {
+                if lock_conn.subscribed() && lock_conn.lost().is_none() {
+                    let _ = lock_conn.unsubscribe(None).await;
+                }
+                // Kept only if it left the channel; closed (and so
+                // unsubscribed by the server) otherwise.
+                self.pool.give_back(lock_conn);
+                Err(e)
+            }
+        }
+    }
+
+    /// This instance's turn: clones share a holder id, so one acquisition
+    /// (and then its guard) at a time. A turn still held by a release under
+    /// way is waited for whatever the timeout: it is ours, not a holder's.
+    async fn take_turn(&self, deadline: Option<Instant>) -> Result<OwnedMutexGuard<()>> {
+        let turn = &self.shared.turn;
+        loop {
+            if let Ok(taken) = Arc::clone(turn).try_lock_owned() {
+                return Ok(taken);
+            }
+            let releasing = self.shared.releasing.load(Ordering::SeqCst) > 0;
+            match deadline {
+                _ if releasing => return Ok(Arc::clone(turn).lock_owned().await),
+                None => return Ok(Arc::clone(turn).lock_owned().await),
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), Arc::clone(turn).lock_owned())
+                        .await
+                    {
+                        Ok(taken) => return Ok(taken),
+                        Err(_) if self.shared.releasing.load(Ordering::SeqCst) > 0 => {}
+                        Err(_) => return Err(self.contention(self.timeout.unwrap_or_default())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Right after releasing, let Rust waiters that were told take their
+    /// turn before this instance takes the lock again: a releaser that
+    /// re-acquires at once would otherwise nearly always win.
+    async fn yield_to_waiters(&self, conn: &mut MultiplexedConnection) -> Result<()> {
+        let released_at = *self
+            .shared
+            .released_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if released_at.is_some_and(|at| at.elapsed() < Duration::from_millis(5))
+            && numsub(conn, &protocol::release_channel(&self.channel)).await? > 0
+        {
+            tokio::time::sleep(Duration::from_micros(1000 + fastrand::u64(0..1000))).await;
+        }
+        Ok(())
+    }
+
+    /// What this acquisition advertises.
+    fn advertised(&self, mode: WireMode, elected: bool) -> Advertised {
+        Advertised {
+            channel: self.channel.clone(),
+            holder_id: self.holder_id.clone(),
+            mode,
+            elected,
+        }
+    }
+
+    /// Subscribe on `lock_conn`, once more on a fresh connection if the
+    /// lent one turned out dead (a reaper may kill connections).
+    async fn subscribe(
+        &self,
+        lock_conn: &mut LockConnection,
+        advertised: Advertised,
+    ) -> Result<i64> {
+        match lock_conn
+            .subscribe(advertised.clone(), self.unavailable_timeout)
+            .await
+        {
+            Ok(subscribers) => Ok(subscribers),
+            Err(_) => {
+                *lock_conn = self.pool.lock_connection().await?;
+                lock_conn
+                    .subscribe(advertised, self.unavailable_timeout)
+                    .await
+            }
+        }
+    }
+
+    /// §6: attempts until held (returning the fencing token, if any), or
+    /// until contention ends it. `lock_conn` is subscribed on success.
+    async fn attempts(
+        &self,
+        conn: &mut MultiplexedConnection,
+        lock_conn: &mut LockConnection,
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>> {
+        // The release notices stay subscribed between acquisitions, so a
+        // waiter is listening before its first attempt fails.
+        let mut notices: Option<Listener> = self.shared.notices.lock().await.take();
+        let outcome = self
+            .attempts_listening(conn, lock_conn, deadline, &mut notices)
+            .await;
+        *self.shared.notices.lock().await = notices;
+        outcome
+    }
+
+    async fn attempts_listening(
+        &self,
+        conn: &mut MultiplexedConnection,
+        lock_conn: &mut LockConnection,
+        deadline: Option<Instant>,
+        notices: &mut Option<Listener>,
+    ) -> Result<Option<u64>> {
+        let reader = self.mode == LockMode::Shared;
+        let initial = if reader {
+            WireMode::Shared
+        } else {
+            WireMode::Pending
+        };
+        let mut elected = false;
+        loop {
+            // Notices that came before this attempt are news no more.
+            if notices.as_mut().is_some_and(|n| !n.drain()) {
+                *notices = None;
+            }
+            let subscribers = if lock_conn.subscribed() {
+                numsub(&mut lock_conn.connection(), &self.channel).await?
+            } else {
+                self.subscribe(lock_conn, self.advertised(initial, false))
+                    .await?
+            };
+            let mut conclusive_contention = false;
+            let step = if reader {
+                if subscribers <= 1 {
+                    Step::Held
+                } else {
+                    match self.probe(conn, subscribers).await? {
+                        Some(records) if decide::reader_may_hold(&records) => Step::Held,
+                        Some(_) => {
+                            conclusive_contention = true;
+                            Step::GiveUp
+                        }
+                        None => Step::GiveUp,
+                    }
+                }
+            } else {
+                let verdict = if subscribers <= 1 {
+                    Step::Promote
+                } else {
+                    match self.probe(conn, subscribers).await? {
+                        Some(records) if elected => {
+                            match decide::incumbent_writer(&records, &self.holder_id) {
+                                Incumbent::Forfeit => {
+                                    elected = false;
+                                    conclusive_contention = true;
+                                    Step::GiveUp
+                                }
+                                Incumbent::Wait => Step::StayElected,
+                                Incumbent::Promote => Step::Promote,
+                            }
+                        }
+                        Some(records) => match decide::fresh_writer(&records, &self.holder_id) {
+                            Fresh::NotElected => {
+                                conclusive_contention = true;
+                                Step::GiveUp
+                            }
+                            Fresh::Promote => {
+                                elected = true;
+                                Step::Promote
+                            }
+                            Fresh::WaitForReaders if self.fail_when_locked => {
+                                conclusive_contention = true;
+                                Step::GiveUp
+                            }
+                            Fresh::WaitForReaders => {
+                                elected = true;
+                                lock_conn.advertise(WireMode::Pending, true);
+                                Step::StayElected
+                            }
+                        },
+                        None if elected => Step::StayElected,
+                        None => Step::GiveUp,
+                    }
+                };
+                if verdict == Step::Promote {
+                    lock_conn.advertise(WireMode::Exclusive, elected);
+                    if self.confirm(&mut lock_conn.connection()).await? {
+                        Step::Held
+                    } else {
+                        elected = false;
+                        Step::GiveUp
+                    }
+                } else {
+                    verdict
+                }
+            };
+            match step {
+                Step::Held => return self.granted(lock_conn, reader).await,
+                Step::GiveUp => {
+                    lock_conn.advertise(initial, false);
+                    lock_conn.unsubscribe(None).await?;
+                }
+                Step::StayElected | Step::Promote => {}
+            }
+            let now = Instant::now();
+            if self.fail_when_locked && conclusive_contention {
+                return Err(self.contention(Duration::ZERO));
+            }
+            match (self.timeout, deadline) {
+                (Some(t), _) if t.is_zero() => return Err(self.contention(t)),
+                (Some(t), Some(deadline)) if now >= deadline => return Err(self.contention(t)),
+                _ => {}
+            }
+            let jitter = 0.5 + fastrand::f64();
+            let base = if self.check_interval.is_zero() {
+                THREAD_SLEEP
+            } else {
+                self.check_interval
+            };
+            let mut until = now + base.mul_f64(jitter);
+            if let Some(deadline) = deadline {
+                until = until.min(deadline);
+            }
+            if notices.is_none() {
+                *notices = self.release_notices().await;
+            }
+            // Wake when the count drops below what it is now (without us,
+            // unless we stay subscribed as an elected writer).
+            let baseline = numsub(conn, &self.channel).await?;
+            self.pause(conn, notices, until, baseline).await?;
+        }
+    }
+
+    /// The lock is ours: draw the fencing token on the lock connection
+    /// itself, so a token is drawn only while its subscription lives (a
+    /// killed connection runs no more commands, so a peer that reaped us
+    /// draws a later token than any we could).
+    async fn granted(&self, lock_conn: &mut LockConnection, reader: bool) -> Result<Option<u64>> {
+        let lost = |reason| Error::Lost {
+            channel: self.channel.clone(),
+            reason,
+        };
+        if let Some(reason) = lock_conn.lost() {
+            return Err(lost(reason));
+        }
+        if !self.fencing || reader {
+            return Ok(None);
+        }
+        let token: u64 = redis::cmd("INCRBY")
+            .arg(protocol::fence_key(&self.channel))
+            .arg(1)
+            .query_async(&mut lock_conn.connection())
+            .await
+            .map_err(|e| lost(format!("drawing the fencing token failed: {e}")))?;
+        Ok(Some(token))
+    }
+
+    pub(crate) fn contention(&self, timeout: Duration) -> Error {
+        if timeout.is_zero() {
+            Error::WouldBlock {
+                path: None,
+                holder_pid: None,
+            }
+        } else {
+            Error::TimedOut {
+                path: None,
+                timeout,
+                holder_pid: None,
+            }
+        }
+    }
+
+    /// Listen for Rust holders' release notices of this lock (best effort:
+    /// waiting works without them).
+    async fn release_notices(&self) -> Option<Listener> {
+        let router = self.pool.notices().await.ok()?;
+        router
+            .listen(&protocol::release_channel(&self.channel))
+            .await
+            .ok()
+    }
+
+    /// Wait until `until`, or sooner when the subscriber count drops below
+    /// what the last attempt saw or a Rust holder announces its release.
+    async fn pause(
+        &self,
+        conn: &mut MultiplexedConnection,
+        notices: &mut Option<Listener>,
+        until: Instant,
+        seen: i64,
+    ) -> Result<()> {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            let nap = COUNT_POLL.min(until - now);
+            match notices {
+                Some(listener) => tokio::select! {
+                    notice = listener.recv() => match notice {
+                        Some(_) => return Ok(()),
+                        None => *notices = None,
+                    },
+                    () = tokio::time::sleep(nap) => {}
+                },
+                None => tokio::time::sleep(nap).await,
+            }
+            if numsub(conn, &self.channel).await? < seen {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The public lock: its settings, and acquiring from blocking or async code.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use super::guard::RedisLockGuard;
+use super::pool::Pool;
+use super::protocol;
+use super::router::Listener;
+use super::runtime::{self, InRuntime};
+use super::{Client, DEFAULT_UNAVAILABLE_TIMEOUT};
+use crate::error::{Error, Result};
+use crate::flags::LockMode;
+
+/// What the clones of one [`RedisLock`] share (they share a holder id, so
+/// they take turns).
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// One acquisition at a time per holder id: an acquisition, then its
+    /// guard, hold the turn until the release has unsubscribed.
+    pub(crate) turn: Arc<tokio::sync::Mutex<()>>,
+    /// How many releases are under way (each holds the turn a moment more:
+    /// waiting for it is not contention).
+    pub(crate) releasing: AtomicUsize,
+    /// The release-notice listener, kept between acquisitions.
+    pub(crate) notices: tokio::sync::Mutex<Option<Listener>>,
+    /// When this instance last released.
+    pub(crate) released_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// A Redis lock named `channel`, exclusive or shared. Cheap to clone
+/// (clones share the holder id, so they take turns).
+///
+/// Defaults are portalocker's: exclusive, 5 s timeout, 0.25 s check
+/// interval, no fail-when-locked, 1 s unavailable timeout, no fencing.
+#[derive(Debug, Clone)]
+pub struct RedisLock {
+    pub(crate) pool: Pool,
+    pub(crate) channel: String,
+    pub(crate) holder_id: String,
+    pub(crate) mode: LockMode,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) check_interval: Duration,
+    pub(crate) fail_when_locked: bool,
+    pub(crate) unavailable_timeout: Duration,
+    pub(crate) fencing: bool,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RedisLock {
+    /// A lock named `channel` on the Redis server at `url`
+    /// (`redis://host:port/db`), with connections of its own. Connects
+    /// lazily.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a malformed URL or lock name (see
+    /// [`RedisLock::with_pool`]).
+    pub fn open(url: &str, channel: &str) -> Result<Self> {
+        Self::with_pool(&Pool::open(url)?, channel)
+    }
+
+    /// A lock named `channel` through an existing client, with connections
+    /// of its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLock::with_pool`].
+    pub fn with_client(client: Client, channel: &str) -> Result<Self> {
+        Self::with_pool(&Pool::with_client(client)?, channel)
+    }
+
+    /// A lock named `channel` using the connections of `pool`, which any
+    /// number of locks may share.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a name that is empty, longer than
+    /// [`MAX_CHANNEL_LEN`](super::MAX_CHANNEL_LEN) bytes, or holds anything
+    /// but printable ASCII without spaces: the protocol names each holder's
+    /// connection after the lock, and Redis refuses other client names
+    /// (so Python's portalocker cannot use such names either).
+    pub fn with_pool(pool: &Pool, channel: &str) -> Result<Self> {
+        protocol::validate_channel(channel).map_err(Error::InvalidArgument)?;
+        Ok(Self {
+            pool: pool.clone(),
+            channel: channel.to_owned(),
+            holder_id: protocol::random_id(),
+            mode: LockMode::Exclusive,
+            timeout: Some(crate::lock::DEFAULT_TIMEOUT),
+            check_interval: crate::lock::DEFAULT_CHECK_INTERVAL,
+            fail_when_locked: false,
+            unavailable_timeout: DEFAULT_UNAVAILABLE_TIMEOUT,
+            fencing: false,
+            shared: Arc::default(),
+        })
+    }
+
+    /// Take a shared (reader) lock instead of an exclusive one.
+    pub fn shared(mut self) -> Self {
+        self.mode = LockMode::Shared;
+        self
+    }
+
+    /// Exclusive or shared.
+    pub fn mode(mut self, mode: LockMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long an acquire keeps trying (default 5 s; zero is one attempt).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Keep trying as long as it takes.
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// The longest pause between full attempts (default 0.25 s, jittered
+    /// ×[0.5, 1.5)); a release is usually noticed much sooner.
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval;
+        self
+    }
+
+    /// Fail at the first conclusive contention (default `false`).
+    pub fn fail_when_locked(mut self, fail: bool) -> Self {
+        self.fail_when_locked = fail;
+        self
+    }
+
+    /// How long a probe waits for replies before treating silent
+    /// subscribers as wedged and reaping them (default 1 s).
+    pub fn unavailable_timeout(mut self, timeout: Duration) -> Self {
+        self.unavailable_timeout = timeout;
+        self
+    }
+
+    /// Draw a fencing token (`INCRBY C-fence 1`, shared with portalocker) on
+    /// every exclusive acquisition.
+    pub fn fencing(mut self, fencing: bool) -> Self {
+        self.fencing = fencing;
+        self
+    }
+
+    /// The lock name (the Redis channel).
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// This instance's holder id (32 lowercase hex digits).
+    pub fn holder_id(&self) -> &str {
+        &self.holder_id
+    }
+
+    /// The connections this lock uses.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Acquire, blocking the calling thread. Do not call it from async code:
+    /// use [`RedisLock::acquire_async`] there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] / [`Error::TimedOut`] on contention;
+    /// [`Error::Unsupported`] for a cluster node or a replica;
+    /// [`Error::Redis`] when the server cannot be reached or refuses.
+    pub fn acquire(&self) -> Result<RedisLockGuard> {
+        runtime::block_on(self.acquire_inner())?
+    }
+
+    /// Acquire without blocking a thread, from any async runtime.
+    ///
+    /// Cancel-safe: the work runs in the caller's task, so dropping the
+    /// future stops it where it is, and whatever it had taken (its turn, its
+    /// subscription and connection, a grant it had just won) is let go on
+    /// the spot, without a task left behind.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLock::acquire`].
+    pub async fn acquire_async(&self) -> Result<RedisLockGuard> {
+        InRuntime::new(self.acquire_inner())?.await
+    }
+}
