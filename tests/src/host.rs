@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use portalocker_wasmtime::{LocksCtx, LocksCtxView, LocksView};
+use portalocker_wasmtime::{Limits, LocksCtx, LocksCtxView, LocksView};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -76,8 +76,7 @@ pub struct Run {
     program: String,
     args: Vec<String>,
     grants: Vec<(PathBuf, String)>,
-    max_held: Option<usize>,
-    max_wait: Option<Duration>,
+    limits: Limits,
     fuel: u64,
     redis: Option<(String, String)>,
 }
@@ -113,8 +112,7 @@ impl Run {
             program: program.to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             grants: Vec::new(),
-            max_held: None,
-            max_wait: None,
+            limits: Limits::default(),
             fuel: u64::MAX,
             redis: None,
         }
@@ -128,13 +126,19 @@ impl Run {
 
     /// Limit the locks and permits held at once.
     pub fn max_held(mut self, max: usize) -> Self {
-        self.max_held = Some(max);
+        self.limits.max_held = max;
         self
     }
 
     /// Limit the longest wait.
     pub fn max_wait(mut self, max: Duration) -> Self {
-        self.max_wait = Some(max);
+        self.limits.max_wait = Some(max);
+        self
+    }
+
+    /// Set every limit.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -159,7 +163,7 @@ impl Run {
         wasi.args(&argv)
             .stdout(stdout.clone())
             .stderr(stderr.clone());
-        let mut locks = LocksCtx::builder();
+        let mut locks = LocksCtx::builder().limits(self.limits);
         for (host, guest) in &self.grants {
             wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
                 .expect("preopen");
@@ -167,12 +171,6 @@ impl Run {
         }
         if let Some((url, prefix)) = &self.redis {
             locks = locks.redis(url, prefix).expect("redis grant");
-        }
-        if let Some(max) = self.max_held {
-            locks = locks.max_held(max);
-        }
-        if let Some(max) = self.max_wait {
-            locks = locks.max_wait(max);
         }
         let state = State {
             wasi: wasi.build(),

@@ -15,6 +15,7 @@ use portalocker_tests::host::{Outcome, Run};
 use portalocker_tests::programs::*;
 use portalocker_tests::read_counter;
 use portalocker_tests::redis_server::RedisServer;
+use portalocker_wasmtime::Limits;
 
 /// Every guest program has a test of the same name in each mode.
 macro_rules! assert_test_exists {
@@ -277,8 +278,160 @@ macro_rules! scenarios {
             assert_eq!(out.stdout, "slot 1\n");
         }
 
+        #[test]
+        fn tenant_exhaust() {
+            // A plugin opening handles in a loop is stopped by its budget
+            // with limit-exceeded, and its own WASI calls keep working.
+            let dir = tempfile::tempdir().unwrap();
+            let server = RedisServer::start();
+            let limits = Limits {
+                max_handles: 40,
+                max_held: 3,
+                max_bytes: 100_000,
+                max_redis_connections: 2,
+                ..Limits::default()
+            };
+            for (what, count, expect) in [
+                ("semaphores", "100", Some(40)),
+                ("held-locks", "100", Some(3)),
+                ("long-paths", "100", None),
+                ("file-locks", "30", Some(30)),
+                ("redis-locks", "30", Some(30)),
+                ("redis-held", "10", Some(2)),
+            ] {
+                let out: Outcome = $run(
+                    &Run::new(TENANT_EXHAUST, &[what, count, "/data"])
+                        .grant(dir.path(), "/data")
+                        .redis(&server.url(), "tenant:")
+                        .limits(limits),
+                );
+                out.assert_ok();
+                let (opened, outcome) = opened(&out.stdout);
+                match expect {
+                    Some(n) if n.to_string() == count => {
+                        assert_eq!((opened, outcome.as_str()), (n, "all"), "{what}")
+                    }
+                    Some(n) => {
+                        assert_eq!(opened, n, "{what}: {outcome}");
+                        assert!(outcome.contains("LimitExceeded"), "{what}: {outcome}");
+                    }
+                    None => {
+                        // Each long path (3000 bytes) keeps over 6000 on the host.
+                        assert!(opened > 0 && opened <= 100_000 / 6000, "{what}: {opened}");
+                        assert!(outcome.contains("LimitExceeded"), "{what}: {outcome}");
+                        assert!(outcome.contains("bytes"), "{what}: {outcome}");
+                    }
+                }
+                assert!(out.stdout.ends_with("ready\n"), "{what}: {}", out.stdout);
+            }
+        }
+
+        #[cfg(unix)]
+        #[test]
+        fn file_lock_special() {
+            let dir = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            plant_specials(dir.path(), outside.path());
+            let out: Outcome =
+                $run(&Run::new(FILE_LOCK_SPECIAL, &["/data"]).grant(dir.path(), "/data"));
+            out.assert_ok();
+            assert!(out.stdout.ends_with("ok\n"), "{}", out.stdout);
+            assert_eq!(entries(outside.path()), ["target"]);
+        }
+
+        #[cfg(unix)]
+        #[test]
+        fn file_lock_paths() {
+            let (a, b) = path_shapes();
+            let out: Outcome = $run(
+                &Run::new(FILE_LOCK_PATHS, PATH_SHAPES)
+                    .grant(a.path(), "/data")
+                    .grant(b.path(), "."),
+            );
+            out.assert_ok();
+            assert_path_shapes(a.path(), b.path());
+        }
+
+        #[test]
+        fn redis_lock_names() {
+            let server = RedisServer::start();
+            $run(&Run::new(REDIS_LOCK_NAMES, &["secret-ns:"]).redis(&server.url(), "secret-ns:"))
+                .assert_ok();
+        }
+
         portalocker_tests::foreach_program!(assert_test_exists);
     };
+}
+
+/// `opened N OUTCOME` from `tenant_exhaust`'s output.
+fn opened(stdout: &str) -> (usize, String) {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("opened "))
+        .unwrap_or_else(|| panic!("no count in {stdout:?}"));
+    let (n, outcome) = line.split_once(' ').unwrap();
+    (n.parse().unwrap(), outcome.to_owned())
+}
+
+/// A FIFO and a directory where lock files should be, a FIFO as slot 0 of
+/// semaphore `pool` and a symlink to `outside` as slot 0 of `links`.
+#[cfg(unix)]
+fn plant_specials(dir: &Path, outside: &Path) {
+    let mkfifo = |path: &Path| {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    };
+    mkfifo(&dir.join("fifo.lock"));
+    mkfifo(&dir.join("pool.00.lock"));
+    std::fs::create_dir(dir.join("dir.lock")).unwrap();
+    std::fs::write(outside.join("target"), "").unwrap();
+    std::os::unix::fs::symlink(outside.join("target"), dir.join("links.00.lock")).unwrap();
+}
+
+/// The shapes `file_lock_paths` checks, with grants `/data` (A) and `.` (B).
+const PATH_SHAPES: &[&str] = &[
+    // Relative, yet in the named grant (wasi-libc strips the root).
+    "data/m.txt=/data/m.txt",
+    // `..` after a symlink: resolved through the directory, not lexically.
+    "/data/lnk/../m2.txt=/data/sub/m2.txt",
+    "/data/./sub//m3.txt=/data/sub/m3.txt",
+    "//data/m4.txt=/data/m4.txt",
+    "./y.txt=y.txt",
+    "/z.txt=z.txt",
+    "!./data/m5.txt",
+    "^/data/sub/../../escape.txt",
+];
+
+/// Grant A with `sub/deep` and `lnk -> sub/deep`; grant B with a `data`
+/// directory of its own (where a lexical or relative-first resolver would
+/// wrongly land).
+#[cfg(unix)]
+fn path_shapes() -> (tempfile::TempDir, tempfile::TempDir) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(a.path().join("sub/deep")).unwrap();
+    std::os::unix::fs::symlink("sub/deep", a.path().join("lnk")).unwrap();
+    std::fs::create_dir(b.path().join("data")).unwrap();
+    (a, b)
+}
+
+/// Where `file_lock_paths` must have written, and nowhere else.
+#[cfg(unix)]
+fn assert_path_shapes(a: &Path, b: &Path) {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"))
+    };
+    assert_eq!(read(a.join("m.txt")), "marker 0");
+    assert_eq!(read(a.join("sub/m2.txt")), "marker 1");
+    assert_eq!(read(a.join("sub/m3.txt")), "marker 2");
+    assert_eq!(read(a.join("m4.txt")), "marker 3");
+    assert_eq!(read(b.join("y.txt")), "marker 4");
+    assert_eq!(read(b.join("z.txt")), "marker 5");
+    assert!(!b.join("data/m.txt").exists());
+    assert!(!a.join("m2.txt").exists());
+    assert!(!a.join("m5.txt").exists() && !b.join("data/m5.txt").exists());
+    assert!(!a.parent().unwrap().join("escape.txt").exists());
 }
 
 mod sync_ {

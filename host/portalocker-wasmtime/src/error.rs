@@ -72,14 +72,16 @@ impl LockError {
         }
     }
 
-    /// The same error with `from` replaced by `to` in its message: the host's
-    /// Redis namespace never reaches the guest.
+    /// The same error with `from` replaced by `to` in its message, as is and
+    /// as quoted by `{:?}`: the host's Redis namespace never reaches the
+    /// guest.
     pub(crate) fn renamed(self, from: &str, to: &str) -> Self {
+        let (quoted_from, quoted_to) = (format!("{from:?}"), format!("{to:?}"));
         let rename = |m: String| {
             if from.is_empty() {
                 m
             } else {
-                m.replace(from, to)
+                m.replace(&quoted_from, &quoted_to).replace(from, to)
             }
         };
         match self {
@@ -205,3 +207,18 @@ impl fmt::Debug for LockError {
 }
 
 impl std::error::Error for LockError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_hides_a_name_as_is_and_quoted() {
+        let from = "ns:tab\there";
+        let e = LockError::invalid(format!("bad {from:?} and {from}")).renamed(from, "tab\there");
+        let LockError::Code(ErrorCode::InvalidArgument(m)) = e else {
+            panic!()
+        };
+        assert!(!m.contains("ns:"), "{m}");
+    }
+}
