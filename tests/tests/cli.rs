@@ -461,3 +461,63 @@ fn sigterm_is_passed_to_the_command_and_the_lock_held_until_it_ends() {
     assert_eq!(child.wait().unwrap().code(), Some(5));
     drop(Lock::new(&lock).try_acquire().unwrap());
 }
+
+/// A FIFO planted where a lock file or a slot should be: refused at once
+/// (exit 74, saying so), the command never run.
+#[cfg(unix)]
+#[test]
+fn fifos_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mkfifo = |path: &std::path::Path| {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    };
+    mkfifo(&dir.path().join("fifo.lock"));
+    mkfifo(&dir.path().join("pool.00.lock"));
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["lock", "-w", "30"],
+        vec![
+            "semaphore",
+            "--slots",
+            "2",
+            "--name",
+            "pool",
+            "--dir",
+            d,
+            "-w",
+            "30",
+        ],
+    ] {
+        let mut command = cli();
+        command.args(&args);
+        if args[0] == "lock" {
+            command.arg(dir.path().join("fifo.lock"));
+        }
+        let mut child = command
+            .args(["--", "sh", "-c", &touch])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("{args:?}: blocked on a FIFO");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(74), "{args:?}: {err}");
+        assert!(err.contains("FIFO"), "{args:?}: {err}");
+        assert!(!marker.exists(), "{args:?}: the command ran");
+    }
+}

@@ -320,3 +320,338 @@ fn a_plugin_learns_that_its_redis_lock_was_lost() {
     assert_eq!(line.trim(), "ok");
     assert!(plugin.wait().unwrap().success());
 }
+
+/// Wait for `child`, killing it (and failing) if it outlives `guard`: the
+/// test's protection against a hang, far longer than the run should take.
+fn wait_or_kill(
+    child: &mut Child,
+    guard: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > guard {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {guard:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_timeout_bounds_the_whole_run_waits_in_wasi_and_lock_calls_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Lock::new(dir.path().join("held.lock")).acquire().unwrap();
+    for (what, program, args, said) in [
+        (
+            "a WASI sleep",
+            PLUGIN_STALL,
+            &["sleep", "60"][..],
+            "started\n",
+        ),
+        (
+            "a blocking stdin read",
+            PLUGIN_STALL,
+            &["stdin"][..],
+            "started\n",
+        ),
+        (
+            "a busy loop",
+            PLUGIN_STALL,
+            &["spin", "100000000000000"][..],
+            "started\n",
+        ),
+        ("a lock wait", FILE_LOCK_HOLD, &["/data/held.lock"][..], ""),
+    ] {
+        let mut child = cli()
+            .args(["run", "--timeout", "1", "--dir"])
+            .arg(format!("{}::/data", dir.path().display()))
+            .arg(program)
+            .arg("--")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Stdin stays open and silent: the read never ends on its own.
+        let _stdin = child.stdin.take();
+        let status = wait_or_kill(&mut child, std::time::Duration::from_secs(30), what);
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(124), "{what}: {err}");
+        assert_eq!(out, said, "{what}");
+        assert!(err.contains("its time ran out"), "{what}: {err}");
+    }
+    drop(held);
+}
+
+#[cfg(target_os = "linux")]
+mod tenancy {
+    //! A hostile plugin under `portalocker run`, measured from outside:
+    //! what it makes the host process hold stays within its budget.
+
+    use super::*;
+    use portalocker_tests::redis_server::RedisServer;
+
+    /// A running `tenant_exhaust` plugin, stopped at `start`.
+    struct Tenant {
+        child: Child,
+        out: BufReader<std::process::ChildStdout>,
+    }
+
+    impl Tenant {
+        fn start(dir: &std::path::Path, flags: &[&str], args: &[&str]) -> Self {
+            let mut child = cli()
+                .arg("run")
+                .arg("--dir")
+                .arg(format!("{}::/data", dir.display()))
+                .args(flags)
+                .arg(TENANT_EXHAUST)
+                .arg("--")
+                .args(args)
+                .arg("/data")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            assert_eq!(line(&mut out), "start");
+            Self { child, out }
+        }
+
+        /// Let it loop; the `opened N OUTCOME` it reports once it is ready.
+        fn exhaust(&mut self) -> String {
+            writeln!(self.child.stdin.as_mut().unwrap(), "go").unwrap();
+            let opened = line(&mut self.out);
+            assert_eq!(line(&mut self.out), "ready", "{opened}");
+            opened
+        }
+
+        fn descriptors(&self) -> usize {
+            std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+                .unwrap()
+                .count()
+        }
+
+        fn rss_kib(&self) -> u64 {
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap()
+        }
+
+        fn finish(mut self) {
+            drop(self.child.stdin.take());
+            assert!(self.child.wait().unwrap().success());
+        }
+    }
+
+    fn line(out: &mut impl BufRead) -> String {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+
+    #[test]
+    fn opening_semaphores_and_locks_pins_no_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        // Before: every semaphore handle kept a directory descriptor.
+        let mut tenant = Tenant::start(dir.path(), &["--max-locks", "1"], &["semaphores", "20000"]);
+        let before = tenant.descriptors();
+        let opened = tenant.exhaust();
+        let max = portalocker_wasmtime::DEFAULT_MAX_HANDLES;
+        assert!(opened.starts_with(&format!("opened {max} ")), "{opened}");
+        assert!(opened.contains("LimitExceeded"), "{opened}");
+        let after = tenant.descriptors();
+        assert!(after <= before + 4, "{before} -> {after} descriptors");
+        tenant.finish();
+        // Before: every file lock locked once kept its descriptor.
+        let mut tenant = Tenant::start(dir.path(), &[], &["file-locks", "1000"]);
+        let before = tenant.descriptors();
+        assert_eq!(tenant.exhaust(), "opened 1000 all");
+        let after = tenant.descriptors();
+        let kept = portalocker_wasmtime::DEFAULT_MAX_IDLE_DESCRIPTORS;
+        assert!(
+            after <= before + kept + 4,
+            "{before} -> {after} descriptors"
+        );
+        tenant.finish();
+    }
+
+    #[test]
+    fn the_handle_limit_is_a_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tenant =
+            Tenant::start(dir.path(), &["--max-handles", "10"], &["semaphores", "100"]);
+        let opened = tenant.exhaust();
+        assert!(
+            opened.starts_with("opened 10 ") && opened.contains("LimitExceeded"),
+            "{opened}"
+        );
+        tenant.finish();
+    }
+
+    #[test]
+    fn names_and_paths_take_bounded_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tenant = Tenant::start(
+            dir.path(),
+            &["--max-handles", "1000000"],
+            &["long-paths", "60000"],
+        );
+        let before = tenant.rss_kib();
+        let opened = tenant.exhaust();
+        assert!(
+            opened.contains("LimitExceeded") && opened.contains("bytes"),
+            "{opened}"
+        );
+        let grown = tenant.rss_kib().saturating_sub(before);
+        // The budget is 1 MiB of names; the guest's own copies and the
+        // table add a few more. Before: 60,000 handles took 729 MiB.
+        assert!(grown < 48 * 1024, "the host grew by {grown} KiB");
+        tenant.finish();
+    }
+
+    fn clients(server: &RedisServer) -> usize {
+        server.cli(&["CLIENT", "LIST"]).lines().count()
+    }
+
+    #[test]
+    fn redis_handles_share_connections_and_holds_are_bounded() {
+        let server = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let url = server.url();
+        let redis = ["--redis", url.as_str()];
+        // Before: each handle kept its own connections (two per handle).
+        let mut tenant = Tenant::start(dir.path(), &redis, &["redis-locks", "300"]);
+        assert_eq!(tenant.exhaust(), "opened 300 all");
+        let idle = portalocker::redis::DEFAULT_MAX_IDLE;
+        // Three shared, the idle ones kept, and redis-cli itself.
+        assert!(
+            clients(&server) <= 3 + idle + 1,
+            "{}",
+            server.cli(&["CLIENT", "LIST"])
+        );
+        tenant.finish();
+        let mut tenant = Tenant::start(dir.path(), &redis, &["redis-held", "100"]);
+        let opened = tenant.exhaust();
+        let max = portalocker_wasmtime::DEFAULT_MAX_REDIS_CONNECTIONS;
+        assert!(
+            opened.starts_with(&format!("opened {max} ")) && opened.contains("LimitExceeded"),
+            "{opened}"
+        );
+        assert!(
+            clients(&server) <= 3 + max + idle + 1,
+            "{}",
+            server.cli(&["CLIENT", "LIST"])
+        );
+        tenant.finish();
+    }
+}
+
+#[cfg(unix)]
+mod cache {
+    //! The compiled-plugin cache: private, keyed by a digest, checked.
+
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn run_with_cache(cache: &std::path::Path) -> std::process::Output {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run_plugin(dir.path(), FILE_LOCK_BASIC, &["/data"])
+            .env("PORTALOCKER_CACHE_DIR", cache)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn entries(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn entries_are_private_and_named_by_a_digest() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = base.path().join("new/plugins");
+        run_with_cache(&cache);
+        assert_eq!(mode(&cache), 0o700);
+        let entries = entries(&cache);
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let name = entries[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let stem = name.strip_suffix(".cwasm").unwrap();
+        assert!(
+            stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}"
+        );
+        assert_eq!(mode(&entries[0]), 0o600);
+    }
+
+    #[test]
+    fn a_cache_others_may_write_is_not_used() {
+        let cache = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let output = run_with_cache(cache.path());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not using the plugin cache"));
+        assert!(entries(cache.path()).is_empty());
+    }
+
+    #[test]
+    fn tampered_or_exposed_entries_are_recompiled_not_loaded() {
+        let cache = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        run_with_cache(cache.path());
+        let entry = entries(cache.path()).remove(0);
+        let good = std::fs::read(&entry).unwrap();
+        // A payload that does not match its digest (same length).
+        let mut bad = good.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        std::fs::write(&entry, &bad).unwrap();
+        run_with_cache(cache.path());
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            good,
+            "the entry was not replaced"
+        );
+        // An entry others may write.
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        run_with_cache(cache.path());
+        assert_eq!(mode(&entry), 0o600);
+        // A symlink in its place.
+        std::fs::remove_file(&entry).unwrap();
+        let elsewhere = cache.path().join("elsewhere");
+        std::fs::write(&elsewhere, &good).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+        run_with_cache(cache.path());
+        assert!(
+            !std::fs::symlink_metadata(&entry)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+}

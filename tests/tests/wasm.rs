@@ -359,6 +359,40 @@ macro_rules! scenarios {
                 .assert_ok();
         }
 
+        #[test]
+        fn plugin_stall() {
+            // The stalls end on their own here; `portalocker run --timeout`
+            // cuts them short (tests/cli_run.rs).
+            for args in [&["sleep", "0.01"][..], &["stdin"], &["spin", "1000"]] {
+                let out: Outcome = $run(&Run::new(PLUGIN_STALL, args));
+                out.assert_ok();
+                assert_eq!(out.stdout, "started\ndone\n");
+            }
+        }
+
+        #[test]
+        fn wait_and_hold() {
+            // Free locks are taken and let go (tests/cancel.rs cuts them).
+            let dir = tempfile::tempdir().unwrap();
+            let server = RedisServer::start();
+            for args in [
+                &["file", "exclusive", "/data/w.lock"][..],
+                &["file", "shared", "/data/w.lock"],
+                &["semaphore", "exclusive", "/data"],
+                &["redis", "shared", "w"],
+                &["redis", "exclusive", "w"],
+            ] {
+                let out: Outcome = $run(
+                    &Run::new(WAIT_AND_HOLD, args)
+                        .grant(dir.path(), "/data")
+                        .redis(&server.url(), "p:"),
+                );
+                out.assert_ok();
+                assert_eq!(out.stdout, "held\n", "{args:?}");
+            }
+            drop(Lock::new(dir.path().join("w.lock")).try_acquire().unwrap());
+        }
+
         portalocker_tests::foreach_program!(assert_test_exists);
     };
 }

@@ -88,13 +88,18 @@ pub struct RunArgs {
     /// The most locks and semaphore permits the plugin may hold at once.
     #[arg(long, value_name = "N", default_value_t = portalocker_wasmtime::DEFAULT_MAX_HELD)]
     pub max_locks: usize,
+    /// The most lock handles (locks, semaphores, guards and permits) the
+    /// plugin may have open at once.
+    #[arg(long, value_name = "N", default_value_t = portalocker_wasmtime::DEFAULT_MAX_HANDLES)]
+    pub max_handles: usize,
     /// The longest the plugin may wait for a lock.
     #[arg(long, value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub max_wait: Option<Duration>,
     /// Stop the plugin after this much fuel (roughly, wasm instructions).
     #[arg(long, value_name = "N", conflicts_with = "timeout")]
     pub fuel: Option<u64>,
-    /// Stop the plugin after SECS seconds (it also bounds lock waits).
+    /// Stop the plugin after SECS seconds of wall-clock time, whatever it is
+    /// doing (computing, sleeping, reading, waiting for a lock).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
     /// Let the plugin take Redis locks on this server (it never chooses one).

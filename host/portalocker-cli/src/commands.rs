@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use portalocker::redis::RedisLock;
 use portalocker::{BoundedSemaphore, Error, FileMode, Lock, LockGuard, SemaphorePermit};
@@ -35,29 +36,58 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 fn lock(args: LockArgs) -> Result<u8, Failure> {
-    let mode = if args.path.is_dir() {
-        FileMode::Read
-    } else {
-        FileMode::Append
-    };
-    let mut lock = Lock::new(&args.path).mode(mode);
-    if args.shared {
-        lock = lock.shared();
-    }
     let kind = if args.shared { "shared" } else { "exclusive" };
     let what = format!("{kind} lock on {}", args.path.display());
-    let guard: LockGuard = wait_for(
-        &args.wait,
-        &what,
-        |patience| match patience {
-            Some(timeout) => lock.acquire_timeout(timeout),
-            None => lock.clone().no_timeout().acquire(),
-        },
-        || holder_of(lock.path()).map(|pid| pid.to_string()),
-    )?;
+    let guard: LockGuard = if args.path.is_dir() {
+        lock_directory(&args, &what)?
+    } else {
+        let mut lock = Lock::new(&args.path).mode(FileMode::Append);
+        if args.shared {
+            lock = lock.shared();
+        }
+        wait_for(
+            &args.wait,
+            &what,
+            |patience| match patience {
+                Some(timeout) => lock.acquire_timeout(timeout),
+                None => lock.clone().no_timeout().acquire(),
+            },
+            || holder_of(lock.path()).map(|pid| pid.to_string()),
+        )?
+    };
     let status = child::run(&args.command, &[]);
     drop(guard);
     status
+}
+
+/// flock(1) also locks a directory: open it (only a directory, so the open
+/// cannot block) and lock it like a lock file.
+fn lock_directory(args: &LockArgs, what: &str) -> Result<LockGuard, Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_DIRECTORY | libc::O_NOCTTY);
+    }
+    let mode = if args.shared {
+        portalocker::LockMode::Shared
+    } else {
+        portalocker::LockMode::Exclusive
+    };
+    wait_for(
+        &args.wait,
+        what,
+        |patience| {
+            let dir = options.open(&args.path).map_err(|e| Error::Io {
+                op: "open",
+                path: Some(args.path.clone()),
+                source: e,
+            })?;
+            LockGuard::lock_file(dir, &args.path, mode, patience)
+        },
+        || holder_of(&args.path).map(|pid| pid.to_string()),
+    )
 }
 
 fn semaphore(args: SemaphoreArgs) -> Result<u8, Failure> {
@@ -126,23 +156,34 @@ fn redis_lock(args: RedisLockArgs) -> Result<u8, Failure> {
         .map(|token| ("PORTALOCKER_FENCING_TOKEN", token.to_string()))
         .into_iter()
         .collect();
-    let done = AtomicBool::new(false);
-    let lost = AtomicBool::new(false);
-    let status = std::thread::scope(|scope| {
-        let (done, lost, guard) = (&done, &lost, &guard);
-        let status = child::run_with(&args.command, &env, |pid| {
-            scope.spawn(move || {
-                while !done.load(Ordering::SeqCst) {
-                    if guard.wait_lost(Duration::from_millis(100)) {
-                        lost.store(true, Ordering::SeqCst);
-                        child::terminate(pid);
-                        return;
-                    }
-                }
-            });
+    // The watcher stops the command when the lock is lost, and stops
+    // itself the moment the guard is released: nothing waits on it.
+    let lost = Arc::new(AtomicBool::new(false));
+    let (started, pid) = mpsc::channel::<u32>();
+    let mut watch = guard.loss_watch();
+    let flag = Arc::clone(&lost);
+    std::thread::Builder::new()
+        .name("portalocker-loss".into())
+        .spawn(move || {
+            let Ok(pid) = pid.recv() else { return };
+            if watch.wait().is_some() {
+                flag.store(true, Ordering::SeqCst);
+                child::terminate(pid);
+            }
+        })
+        .map_err(|e| Failure {
+            code: 70,
+            message: format!("cannot watch the lock: {e}"),
+        })?;
+    // Never start a command on a lock that is already gone.
+    if let Err(e) = guard.ensure_held() {
+        return Err(Failure {
+            code: LOST_EXIT,
+            message: format!("{e}; the command was not started"),
         });
-        done.store(true, Ordering::SeqCst);
-        status
+    }
+    let status = child::run_with(&args.command, &env, |pid| {
+        let _ = started.send(pid);
     });
     if lost.load(Ordering::SeqCst) {
         let reason = guard

@@ -2,6 +2,7 @@
 //! slot, flock(1)-style, interoperable with Python's portalocker.
 
 mod args;
+mod cache;
 mod child;
 mod commands;
 mod plugin;

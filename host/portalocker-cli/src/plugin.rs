@@ -1,7 +1,5 @@
 //! `portalocker run`: a wasm plugin with WASI and the lock imports.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +12,7 @@ use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use crate::args::RunArgs;
+use crate::cache::{self, Cache};
 use crate::commands::Failure;
 
 /// How often the epoch advances when `--timeout` is set.
@@ -76,6 +75,11 @@ fn parse_dir(spec: &str) -> Result<(PathBuf, String), Failure> {
 }
 
 /// Run the plugin and return its exit status.
+///
+/// The plugin runs on the async bindings in a runtime of its own, so
+/// `--timeout` bounds its whole run, waits in WASI or lock calls included:
+/// at the deadline the call in progress is dropped (which cancels it and
+/// leaves nothing held), and a busy loop is stopped at its next epoch tick.
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let grants = args
         .dirs
@@ -99,67 +103,51 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let component = load(&engine, &args.plugin, !args.no_cache)?;
 
     let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| failed(70, "linking WASI", e))?;
-    portalocker_wasmtime::add_to_linker_sync(&mut linker)
+    portalocker_wasmtime::add_to_linker_async(&mut linker)
         .map_err(|e| failed(70, "linking the locks", e))?;
 
-    let mut wasi = WasiCtx::builder();
-    let mut argv = vec![
-        args.plugin
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-    ];
-    argv.extend(args.args.iter().map(|a| a.to_string_lossy().into_owned()));
-    wasi.inherit_stdio().args(&argv);
-    for (name, value) in &env {
-        wasi.env(name, value);
-    }
-    let mut locks = LocksCtx::builder().max_held(args.max_locks);
-    if let Some(url) = &args.redis {
-        locks = locks
-            .redis(url, &args.redis_prefix)
-            .map_err(|e| usage(format!("--redis: {e}")))?;
-    }
-    for (host, guest) in &grants {
-        wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
-            .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;
-        locks = locks
-            .preopened_dir(host, guest)
-            .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;
-    }
-    // A plugin blocked in a lock call cannot be interrupted, so --timeout
-    // also bounds every wait.
-    if let Some(wait) = [args.max_wait, args.timeout].into_iter().flatten().min() {
-        locks = locks.max_wait(wait);
-    }
-    let state = State {
-        wasi: wasi.build(),
-        locks: locks.build(),
-        table: ResourceTable::new(),
-    };
+    let state = state(&args, &grants, &env)?;
     let mut store = Store::new(&engine, state);
     if let Some(fuel) = args.fuel {
         store
             .set_fuel(fuel)
             .map_err(|e| failed(70, "setting fuel", e))?;
     }
-    let ticker = args.timeout.map(|timeout| {
-        let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        Ticker::start(engine.clone())
+    // A busy plugin yields at every tick, so the deadline can be checked.
+    let ticker = match args.timeout {
+        Some(_) => {
+            store.epoch_deadline_async_yield_and_update(1);
+            Some(Ticker::start(engine.clone()).map_err(|e| failed(70, "starting the clock", e))?)
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(70, "starting the runtime", e))?;
+    let outcome = runtime.block_on(async {
+        let run = async {
+            let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
+                &mut store, &component, &linker,
+            )
+            .await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        };
+        match args.timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+            None => Some(run.await),
+        }
     });
-
-    let result = (|| {
-        let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
-            &mut store, &component, &linker,
-        )?;
-        command.wasi_cli_run().call_run(&mut store)
-    })();
     drop(ticker);
     let _ = std::io::stdout().flush();
     // Dropping the store releases whatever the plugin still held.
     drop(store);
+    drop(runtime);
+    let Some(result) = outcome else {
+        return Err(failed(124, "plugin stopped", "its time ran out"));
+    };
     match result {
         Ok(Ok(())) => Ok(0),
         Ok(Err(())) => Ok(1),
@@ -176,22 +164,68 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
 }
 
-/// Advances the engine's epoch until dropped.
+/// The store data: WASI with the grants, arguments and environment, and the
+/// locks with the same grants and the limits asked for.
+fn state(
+    args: &RunArgs,
+    grants: &[(PathBuf, String)],
+    env: &[(&str, &str)],
+) -> Result<State, Failure> {
+    let mut wasi = WasiCtx::builder();
+    let mut argv = vec![
+        args.plugin
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+    ];
+    argv.extend(args.args.iter().map(|a| a.to_string_lossy().into_owned()));
+    wasi.inherit_stdio().args(&argv);
+    for (name, value) in env {
+        wasi.env(name, value);
+    }
+    let mut locks = LocksCtx::builder()
+        .max_held(args.max_locks)
+        .max_handles(args.max_handles);
+    if let Some(wait) = args.max_wait {
+        locks = locks.max_wait(wait);
+    }
+    if let Some(url) = &args.redis {
+        locks = locks
+            .redis(url, &args.redis_prefix)
+            .map_err(|e| usage(format!("--redis: {e}")))?;
+    }
+    for (host, guest) in grants {
+        wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
+            .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;
+        locks = locks
+            .preopened_dir(host, guest)
+            .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;
+    }
+    Ok(State {
+        wasi: wasi.build(),
+        locks: locks.build(),
+        table: ResourceTable::new(),
+    })
+}
+
+/// Advances the engine's epoch from a thread of its own (a busy plugin
+/// holds the runtime's thread) until dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Self {
+    fn start(engine: Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        });
-        Self { stop }
+        std::thread::Builder::new()
+            .name("portalocker-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self { stop })
     }
 }
 
@@ -201,8 +235,7 @@ impl Drop for Ticker {
     }
 }
 
-/// Compile the plugin, or load it from the cache of precompiled components
-/// keyed by its bytes, this program's version and the engine's settings.
+/// Compile the plugin, or load it from the cache of compiled plugins.
 fn load(engine: &Engine, path: &Path, use_cache: bool) -> Result<Component, Failure> {
     let bytes =
         std::fs::read(path).map_err(|e| failed(66, &format!("reading {}", path.display()), e))?;
@@ -210,41 +243,26 @@ fn load(engine: &Engine, path: &Path, use_cache: bool) -> Result<Component, Fail
         Component::new(engine, &bytes)
             .map_err(|e| failed(65, &format!("compiling {}", path.display()), e))
     };
-    let Some(dir) = cache_dir().filter(|_| use_cache) else {
+    let Some(dir) = cache::default_dir().filter(|_| use_cache) else {
         return compile();
     };
-    let mut hasher = DefaultHasher::new();
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    bytes.hash(&mut hasher);
-    let cached = dir.join(format!("{:016x}-{}.cwasm", hasher.finish(), bytes.len()));
-    if cached.exists() {
-        // SAFETY: the file is one this program precompiled into its own
-        // cache directory, keyed by the engine's compatibility hash.
-        match unsafe { Component::deserialize_file(engine, &cached) } {
-            Ok(component) => return Ok(component),
-            Err(_) => {
-                let _ = std::fs::remove_file(&cached);
-            }
+    let cache = match Cache::open(&dir) {
+        Ok(cache) => cache,
+        Err(e) => {
+            eprintln!(
+                "portalocker: not using the plugin cache {}: {e}",
+                dir.display()
+            );
+            return compile();
         }
+    };
+    let entry = cache.entry(engine, &bytes);
+    if let Some(component) = cache.load(engine, &entry) {
+        return Ok(component);
     }
     let component = compile()?;
     if let Ok(serialized) = component.serialize() {
-        // Best effort: a cache that cannot be written only costs speed.
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = portalocker::open_atomic(&cached, |file| file.write_all(&serialized));
+        cache.store(&entry, &serialized);
     }
     Ok(component)
-}
-
-/// `$PORTALOCKER_CACHE_DIR`, else `$XDG_CACHE_HOME/portalocker/plugins`,
-/// else `~/.cache/portalocker/plugins`.
-fn cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("PORTALOCKER_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("portalocker/plugins"))
 }

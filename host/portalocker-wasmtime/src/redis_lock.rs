@@ -50,10 +50,11 @@ impl RedisGrant {
                 Some(pool) => pool,
                 None => {
                     let pool = Pool::open(url).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            format!("invalid Redis URL {url:?}: {e}"),
-                        )
+                        let message = match e {
+                            portalocker::Error::InvalidArgument(message) => message,
+                            other => other.to_string(),
+                        };
+                        io::Error::new(io::ErrorKind::InvalidInput, message)
                     })?;
                     pools.insert(url.to_owned(), pool.downgrade());
                     pool
