@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Loop the concurrency-sensitive tests: plugins in both modes, the Redis
+# lock, several processes on one lock, Python interoperability, the CLI and
+# the cancellation tests. A test that fails once in these rounds is a race,
+# in the code or in the test: find it, never retry it.
+#
+#   scripts/stress.sh [ROUNDS]        (default 20)
+#
+# PORTALOCKER_STRESS (default 1) multiplies the cancellation rounds.
+# Each failing round's output is kept in $PORTALOCKER_CACHE/stress/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds="${1:-20}"
+scripts/setup.sh
+
+cache="${PORTALOCKER_CACHE:-$HOME/.cache/portalocker-rs}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+export PORTALOCKER_PYTHON="${PORTALOCKER_PYTHON:-${PORTALOCKER_VENV:-$cache/venv}/bin/python}"
+logs="$cache/stress"
+mkdir -p "$logs"
+
+suites=(wasm redis_lock multiprocess cancel cli_run cli interop_python)
+tests=()
+for suite in "${suites[@]}"; do tests+=(--test "$suite"); done
+
+echo "== building"
+cargo build --release --workspace --bins --locked
+cargo test --release -p portalocker-tests --locked --no-run "${tests[@]}" 2>/dev/null
+
+failed=0
+for round in $(seq 1 "$rounds"); do
+    log="$logs/round-$round.log"
+    started=$SECONDS
+    if cargo test --release -p portalocker-tests --locked "${tests[@]}" >"$log" 2>&1; then
+        echo "round $round/$rounds: ok ($((SECONDS - started)) s)"
+        rm -f "$log"
+    else
+        failed=$((failed + 1))
+        echo "round $round/$rounds: FAILED ($((SECONDS - started)) s), see $log"
+        grep -E '^test .* FAILED|panicked at' "$log" | head -20 || true
+    fi
+done
+echo "== $((rounds - failed)) of $rounds rounds passed"
+[ "$failed" -eq 0 ]
