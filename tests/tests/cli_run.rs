@@ -488,6 +488,41 @@ mod tenancy {
     }
 
     #[test]
+    fn a_host_out_of_descriptors_answers_with_an_error_value() {
+        // The process may open only 64 files: the plugin, allowed to hold
+        // 1000 locks, runs the host out of descriptors. It gets
+        // limit-exceeded, and neither it nor the host panics.
+        let dir = tempfile::tempdir().unwrap();
+        let program = cli().get_program().to_owned();
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 64 && exec \"$@\"")
+            .arg("sh")
+            .arg(program)
+            .arg("run")
+            .arg("--dir")
+            .arg(format!("{}::/data", dir.path().display()))
+            .args(["--max-locks", "1000", "--max-handles", "5000"])
+            .arg(TENANT_EXHAUST)
+            .args(["--", "held-locks", "1000", "/data"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{:?}: {out}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            out.contains("LimitExceeded") && out.contains("out of file descriptors"),
+            "{out}"
+        );
+        assert!(out.ends_with("ready\n"), "{out}");
+    }
+
+    #[test]
     fn the_handle_limit_is_a_flag() {
         let dir = tempfile::tempdir().unwrap();
         let mut tenant =
