@@ -83,6 +83,36 @@ fn fence(server: &RedisServer, name: &str) -> String {
         .to_owned()
 }
 
+/// Acquire lock `name` through `pool` many times, exclusive and shared,
+/// cutting each at a random point (`shorten` times sooner than [`cut`]);
+/// how many were cut and how many granted (and let go).
+fn cut_redis_waits(pool: &Pool, name: &str, shorten: u32) -> (usize, usize) {
+    let (mut cut_short, mut granted) = (0, 0);
+    runtime().block_on(async {
+        for round in 0..rounds(500) {
+            let mode = if round % 3 == 0 {
+                LockMode::Shared
+            } else {
+                LockMode::Exclusive
+            };
+            let lock = RedisLock::with_pool(pool, name)
+                .unwrap()
+                .fencing(true)
+                .mode(mode)
+                .no_timeout();
+            match tokio::time::timeout(cut() / shorten, lock.acquire_async()).await {
+                Err(_) => cut_short += 1,
+                Ok(Ok(guard)) => {
+                    granted += 1;
+                    drop(guard);
+                }
+                Ok(Err(e)) => panic!("round {round}: {e}"),
+            }
+        }
+    });
+    (cut_short, granted)
+}
+
 #[test]
 fn redis_acquisitions_dropped_anywhere_leave_nothing() {
     let server = RedisServer::start();
@@ -94,28 +124,14 @@ fn redis_acquisitions_dropped_anywhere_leave_nothing() {
         .acquire()
         .unwrap();
     let before = fence(&server, name);
-    let (mut cut_short, mut granted) = (0, 0);
-    let runtime = runtime();
     // Held: every wait is cut, at any point of subscribing, probing,
     // giving up and pausing.
-    runtime.block_on(async {
-        for round in 0..rounds(500) {
-            let mode = if round % 3 == 0 {
-                LockMode::Shared
-            } else {
-                LockMode::Exclusive
-            };
-            let lock = RedisLock::with_pool(&pool, name)
-                .unwrap()
-                .fencing(true)
-                .mode(mode)
-                .no_timeout();
-            match tokio::time::timeout(cut(), lock.acquire_async()).await {
-                Err(_) => cut_short += 1,
-                Ok(result) => panic!("round {round}: the holder is still there: {result:?}"),
-            }
-        }
-    });
+    let (cut_short, granted) = cut_redis_waits(&pool, name, 1);
+    assert_eq!(
+        (cut_short, granted),
+        (rounds(500), 0),
+        "the holder is still there"
+    );
     // No dropped wait lives on: once the holder leaves, nobody takes the
     // lock or draws a token.
     holder.release().unwrap();
@@ -128,28 +144,7 @@ fn redis_acquisitions_dropped_anywhere_leave_nothing() {
     assert_no_traces(&server, name);
     // Free: acquisitions are cut anywhere, some after the grant (then the
     // grant is let go at once) and some not at all.
-    runtime.block_on(async {
-        for round in 0..rounds(500) {
-            let mode = if round % 3 == 0 {
-                LockMode::Shared
-            } else {
-                LockMode::Exclusive
-            };
-            let lock = RedisLock::with_pool(&pool, name)
-                .unwrap()
-                .fencing(true)
-                .mode(mode)
-                .no_timeout();
-            match tokio::time::timeout(cut() / 10, lock.acquire_async()).await {
-                Err(_) => cut_short += 1,
-                Ok(Ok(guard)) => {
-                    granted += 1;
-                    drop(guard);
-                }
-                Ok(Err(e)) => panic!("round {round}: {e}"),
-            }
-        }
-    });
+    let (cut_short, granted) = cut_redis_waits(&pool, name, 10);
     assert!(
         cut_short > 0 && granted > 0,
         "{cut_short} cut, {granted} granted"

@@ -277,11 +277,39 @@ macro_rules! guard_impl {
 guard_impl!(sync_);
 guard_impl!(async_);
 
-impl sync_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
-    fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
-        self.open_file_lock(path)
-    }
+/// `HostFileLock` for `$gen`: the calls that never wait are the same in
+/// both flavours; the waiting ones, `lock` and `lock-for`, are given.
+macro_rules! file_lock_impl {
+    ($gen:ident, $($waiting:tt)*) => {
+        impl $gen::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
+            fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+                self.open_file_lock(path)
+            }
 
+            fn try_lock(
+                &mut self,
+                self_: Resource<FileLockHandle>,
+                mode: $gen::portalocker::locks::file_lock::LockMode,
+            ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+                self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
+            }
+
+            fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
+                self.file_lock_path(&self_).map_err(trap)
+            }
+
+            fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
+                self.table.delete(rep)?;
+                Ok(())
+            }
+
+            $($waiting)*
+        }
+    };
+}
+
+file_lock_impl! {
+    sync_,
     fn lock(
         &mut self,
         self_: Resource<FileLockHandle>,
@@ -290,15 +318,6 @@ impl sync_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(None)?;
         self.lock_blocking(&self_, mode.into(), timeout)
     }
-
-    fn try_lock(
-        &mut self,
-        self_: Resource<FileLockHandle>,
-        mode: sync_::portalocker::locks::file_lock::LockMode,
-    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-        self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
-    }
-
     fn lock_for(
         &mut self,
         self_: Resource<FileLockHandle>,
@@ -308,22 +327,10 @@ impl sync_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.lock_blocking(&self_, mode.into(), timeout)
     }
-
-    fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
-        self.file_lock_path(&self_).map_err(trap)
-    }
-
-    fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
-    }
 }
 
-impl async_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
-    fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
-        self.open_file_lock(path)
-    }
-
+file_lock_impl! {
+    async_,
     async fn lock(
         &mut self,
         self_: Resource<FileLockHandle>,
@@ -332,15 +339,6 @@ impl async_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(None)?;
         self.lock_waiting(&self_, mode.into(), timeout).await
     }
-
-    fn try_lock(
-        &mut self,
-        self_: Resource<FileLockHandle>,
-        mode: async_::portalocker::locks::file_lock::LockMode,
-    ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-        self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
-    }
-
     async fn lock_for(
         &mut self,
         self_: Resource<FileLockHandle>,
@@ -349,14 +347,5 @@ impl async_::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.lock_waiting(&self_, mode.into(), timeout).await
-    }
-
-    fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
-        self.file_lock_path(&self_).map_err(trap)
-    }
-
-    fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
     }
 }

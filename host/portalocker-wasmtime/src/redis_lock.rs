@@ -269,15 +269,35 @@ macro_rules! guard_impl {
 guard_impl!(sync_);
 guard_impl!(async_);
 
-impl sync_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
-    fn open(
-        &mut self,
-        name: String,
-        fencing: bool,
-    ) -> Result<Resource<RedisLockHandle>, LockError> {
-        self.open_redis_lock(name, fencing)
-    }
+/// `HostRedisLock` for `$gen`: the calls that never wait are the same in
+/// both flavours; the ones that talk to Redis are given.
+macro_rules! redis_lock_impl {
+    ($gen:ident, $($waiting:tt)*) => {
+        impl $gen::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
+            fn open(
+                &mut self,
+                name: String,
+                fencing: bool,
+            ) -> Result<Resource<RedisLockHandle>, LockError> {
+                self.open_redis_lock(name, fencing)
+            }
 
+            fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
+                self.redis_lock_name(&self_).map_err(trap)
+            }
+
+            fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
+                self.table.delete(rep)?;
+                Ok(())
+            }
+
+            $($waiting)*
+        }
+    };
+}
+
+redis_lock_impl! {
+    sync_,
     fn lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
@@ -286,7 +306,6 @@ impl sync_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(None)?;
         self.redis_lock_blocking(&self_, mode.into(), timeout)
     }
-
     fn try_lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
@@ -294,7 +313,6 @@ impl sync_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         self.redis_lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
     }
-
     fn lock_for(
         &mut self,
         self_: Resource<RedisLockHandle>,
@@ -304,26 +322,10 @@ impl sync_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.redis_lock_blocking(&self_, mode.into(), timeout)
     }
-
-    fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
-        self.redis_lock_name(&self_).map_err(trap)
-    }
-
-    fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
-    }
 }
 
-impl async_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
-    fn open(
-        &mut self,
-        name: String,
-        fencing: bool,
-    ) -> Result<Resource<RedisLockHandle>, LockError> {
-        self.open_redis_lock(name, fencing)
-    }
-
+redis_lock_impl! {
+    async_,
     async fn lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
@@ -332,7 +334,6 @@ impl async_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> 
         let timeout = self.ctx.wait_limit(None)?;
         self.redis_lock_waiting(&self_, mode.into(), timeout).await
     }
-
     async fn try_lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
@@ -341,7 +342,6 @@ impl async_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> 
         self.redis_lock_waiting(&self_, mode.into(), Some(Duration::ZERO))
             .await
     }
-
     async fn lock_for(
         &mut self,
         self_: Resource<RedisLockHandle>,
@@ -350,14 +350,5 @@ impl async_::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> 
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.redis_lock_waiting(&self_, mode.into(), timeout).await
-    }
-
-    fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
-        self.redis_lock_name(&self_).map_err(trap)
-    }
-
-    fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
     }
 }

@@ -306,76 +306,63 @@ pub(crate) fn open_in(dir: &Dir, relative: &str) -> io::Result<File> {
                 io::ErrorKind::PermissionDenied,
                 "the path is a symbolic link; lock files are never opened through a symlink",
             )),
-            Ok(meta) if !meta.is_file() => Err(not_regular_cap(&meta.file_type())),
+            Ok(meta) if !meta.is_file() => Err(not_regular(&meta.file_type())),
             _ => Err(e),
         },
     }
 }
 
-/// What a lock file that is not a regular file is, in words.
-#[cfg(unix)]
-fn described(dir: bool, fifo: bool, socket: bool, device: bool) -> &'static str {
-    if dir {
-        "a directory"
-    } else if fifo {
-        "a FIFO"
-    } else if socket {
-        "a socket"
-    } else if device {
-        "a device"
-    } else {
-        "not a regular file"
+/// A file type that can say which kind of special file it is.
+trait Special {
+    /// (directory, FIFO, socket, device)
+    fn kinds(&self) -> (bool, bool, bool, bool);
+}
+
+impl Special for std::fs::FileType {
+    fn kinds(&self) -> (bool, bool, bool, bool) {
+        #[cfg(unix)]
+        use std::os::unix::fs::FileTypeExt;
+        #[cfg(unix)]
+        return (
+            self.is_dir(),
+            self.is_fifo(),
+            self.is_socket(),
+            self.is_char_device() || self.is_block_device(),
+        );
+        #[cfg(not(unix))]
+        return (self.is_dir(), false, false, false);
+    }
+}
+
+impl Special for cap_std::fs::FileType {
+    fn kinds(&self) -> (bool, bool, bool, bool) {
+        #[cfg(unix)]
+        use cap_std::fs::FileTypeExt;
+        #[cfg(unix)]
+        return (
+            self.is_dir(),
+            self.is_fifo(),
+            self.is_socket(),
+            self.is_char_device() || self.is_block_device(),
+        );
+        #[cfg(not(unix))]
+        return (self.is_dir(), false, false, false);
     }
 }
 
 /// The refusal of a lock file that is not a regular file.
-fn refusal(what: &str) -> io::Error {
+fn not_regular(kind: &impl Special) -> io::Error {
+    let what = match kind.kinds() {
+        (true, ..) => "a directory",
+        (_, true, ..) => "a FIFO",
+        (_, _, true, _) => "a socket",
+        (.., true) => "a device",
+        _ => "not a regular file",
+    };
     io::Error::new(
         io::ErrorKind::PermissionDenied,
         format!("the path is {what}; lock files must be regular files"),
     )
-}
-
-fn not_regular(kind: &std::fs::FileType) -> io::Error {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        refusal(described(
-            kind.is_dir(),
-            kind.is_fifo(),
-            kind.is_socket(),
-            kind.is_char_device() || kind.is_block_device(),
-        ))
-    }
-    #[cfg(not(unix))]
-    {
-        refusal(if kind.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        })
-    }
-}
-
-fn not_regular_cap(kind: &cap_std::fs::FileType) -> io::Error {
-    #[cfg(unix)]
-    {
-        use cap_std::fs::FileTypeExt;
-        refusal(described(
-            kind.is_dir(),
-            kind.is_fifo(),
-            kind.is_socket(),
-            kind.is_char_device() || kind.is_block_device(),
-        ))
-    }
-    #[cfg(not(unix))]
-    {
-        refusal(if kind.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        })
-    }
 }
 
 /// The identity of an open file; `(0, 0)` where the platform gives none

@@ -225,16 +225,43 @@ macro_rules! permit_impl {
 permit_impl!(sync_);
 permit_impl!(async_);
 
-impl sync_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
-    fn open(
-        &mut self,
-        name: String,
-        slots: u32,
-        directory: String,
-    ) -> Result<Resource<SemaphoreHandle>, LockError> {
-        self.open_semaphore(name, slots, directory)
-    }
+/// `HostSemaphore` for `$gen`: the calls that never wait are the same in
+/// both flavours; the waiting ones, `acquire` and `acquire-for`, are given.
+macro_rules! semaphore_impl {
+    ($gen:ident, $($waiting:tt)*) => {
+        impl $gen::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
+            fn open(
+                &mut self,
+                name: String,
+                slots: u32,
+                directory: String,
+            ) -> Result<Resource<SemaphoreHandle>, LockError> {
+                self.open_semaphore(name, slots, directory)
+            }
 
+            fn try_acquire(
+                &mut self,
+                self_: Resource<SemaphoreHandle>,
+            ) -> Result<Resource<PermitHandle>, LockError> {
+                self.acquire_blocking(&self_, Some(Duration::ZERO))
+            }
+
+            fn slots(&mut self, self_: Resource<SemaphoreHandle>) -> wasmtime::Result<u32> {
+                self.semaphore_slots(&self_).map_err(trap)
+            }
+
+            fn drop(&mut self, rep: Resource<SemaphoreHandle>) -> wasmtime::Result<()> {
+                self.table.delete(rep)?;
+                Ok(())
+            }
+
+            $($waiting)*
+        }
+    };
+}
+
+semaphore_impl! {
+    sync_,
     fn acquire(
         &mut self,
         self_: Resource<SemaphoreHandle>,
@@ -242,14 +269,6 @@ impl sync_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(None)?;
         self.acquire_blocking(&self_, timeout)
     }
-
-    fn try_acquire(
-        &mut self,
-        self_: Resource<SemaphoreHandle>,
-    ) -> Result<Resource<PermitHandle>, LockError> {
-        self.acquire_blocking(&self_, Some(Duration::ZERO))
-    }
-
     fn acquire_for(
         &mut self,
         self_: Resource<SemaphoreHandle>,
@@ -258,27 +277,10 @@ impl sync_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.acquire_blocking(&self_, timeout)
     }
-
-    fn slots(&mut self, self_: Resource<SemaphoreHandle>) -> wasmtime::Result<u32> {
-        self.semaphore_slots(&self_).map_err(trap)
-    }
-
-    fn drop(&mut self, rep: Resource<SemaphoreHandle>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
-    }
 }
 
-impl async_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
-    fn open(
-        &mut self,
-        name: String,
-        slots: u32,
-        directory: String,
-    ) -> Result<Resource<SemaphoreHandle>, LockError> {
-        self.open_semaphore(name, slots, directory)
-    }
-
+semaphore_impl! {
+    async_,
     async fn acquire(
         &mut self,
         self_: Resource<SemaphoreHandle>,
@@ -286,14 +288,6 @@ impl async_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
         let timeout = self.ctx.wait_limit(None)?;
         self.acquire_waiting(&self_, timeout).await
     }
-
-    fn try_acquire(
-        &mut self,
-        self_: Resource<SemaphoreHandle>,
-    ) -> Result<Resource<PermitHandle>, LockError> {
-        self.acquire_blocking(&self_, Some(Duration::ZERO))
-    }
-
     async fn acquire_for(
         &mut self,
         self_: Resource<SemaphoreHandle>,
@@ -301,14 +295,5 @@ impl async_::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
     ) -> Result<Resource<PermitHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.acquire_waiting(&self_, timeout).await
-    }
-
-    fn slots(&mut self, self_: Resource<SemaphoreHandle>) -> wasmtime::Result<u32> {
-        self.semaphore_slots(&self_).map_err(trap)
-    }
-
-    fn drop(&mut self, rep: Resource<SemaphoreHandle>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
     }
 }
