@@ -177,12 +177,15 @@ fn bad_names_and_urls_are_refused() {
         RedisLock::open("nonsense://", "x"),
         Err(Error::InvalidArgument(_))
     ));
-    // An unreachable server is a terminal error, not contention.
+    // An unreachable server is retried until the deadline, then reported
+    // as unavailable, not as contention.
     let err = RedisLock::open("redis://127.0.0.1:1/", "x")
         .unwrap()
+        .timeout(Duration::from_millis(300))
         .acquire()
         .unwrap_err();
-    assert!(matches!(err, Error::Redis(_)), "{err}");
+    assert!(matches!(err, Error::RedisUnavailable(_)), "{err}");
+    assert!(!err.is_contention());
 }
 
 #[test]

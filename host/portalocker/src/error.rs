@@ -63,10 +63,17 @@ pub enum Error {
     /// a replica, which cannot give mutual exclusion).
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// The Redis server could not be reached, refused a command, or did
-    /// not confirm a subscription in time.
+    /// The Redis server refused a command for good (authentication, ACL
+    /// permissions, a key of the wrong type) or answered what the protocol
+    /// does not allow.
     #[error("redis: {0}")]
     Redis(String),
+    /// The Redis server could not be reached or did not answer in time: it
+    /// is down, restarting, loading, paused, or the link is cut. An
+    /// acquisition retries this until its deadline and reports it only if
+    /// the server stayed away that long.
+    #[error("redis unavailable: {0}")]
+    RedisUnavailable(String),
     /// An operating-system call failed.
     #[error("{op} {}: {source}", describe(.path.as_deref()))]
     Io {
@@ -114,7 +121,8 @@ impl Error {
             Error::InvalidArgument(_)
             | Error::Lost { .. }
             | Error::Unsupported(_)
-            | Error::Redis(_) => None,
+            | Error::Redis(_)
+            | Error::RedisUnavailable(_) => None,
         }
     }
 
@@ -175,6 +183,7 @@ impl From<Error> for io::Error {
             Error::Compromised { .. } | Error::Lost { .. } | Error::Redis(_) => {
                 io::ErrorKind::Other
             }
+            Error::RedisUnavailable(_) => io::ErrorKind::ConnectionAborted,
             Error::Unsupported(_) => io::ErrorKind::Unsupported,
             Error::Io { source, .. } => source.kind(),
         };

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::OwnedMutexGuard;
 
+use super::DEFAULT_UNAVAILABLE_TIMEOUT;
 use super::connection::{Advertised, LockConnection, numsub};
 use super::decide::{self, Fresh, Incumbent};
 use super::guard::RedisLockGuard;
 use super::lock::RedisLock;
-use super::protocol::{self, WireMode};
+use super::protocol::{self, Notice, WireMode};
 use super::router::Listener;
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
@@ -22,6 +23,14 @@ use crate::flags::LockMode;
 const THREAD_SLEEP: Duration = Duration::from_millis(100);
 /// How often a waiter checks the subscriber count between attempts.
 const COUNT_POLL: Duration = Duration::from_millis(10);
+/// The first pause after the server could not be reached; it doubles up to
+/// [`RETRY_LONGEST`].
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_LONGEST: Duration = Duration::from_millis(500);
+/// How long Rust contenders hold back after a release while a waiter that
+/// polls is waiting (portalocker's waiters poll every 0.125-0.375 s), so it
+/// gets its turn.
+pub(crate) const POLLER_WINDOW: Duration = Duration::from_millis(400);
 
 /// The outcome of one round of an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,26 +42,64 @@ enum Step {
 }
 
 impl RedisLock {
-    /// The whole acquisition: take this instance's turn, run the attempts
-    /// on a lock connection from the pool, and on failure leave the channel
-    /// (awaited) before returning.
+    /// The whole acquisition: take this instance's turn, then run attempts
+    /// on a lock connection from the pool. Trouble that the server or the
+    /// link may get over costs only the attempt under way: the connections
+    /// are renewed and it tries again after a pause, until the deadline.
+    /// Whatever ends it without the lock leaves the channel (awaited) first.
     pub(crate) async fn acquire_inner(&self) -> Result<RedisLockGuard> {
-        let result = self.acquire_with_turn().await;
-        if let Err(Error::Redis(_)) = &result {
-            self.pool.forget_command().await;
-        }
-        result
-    }
-
-    async fn acquire_with_turn(&self) -> Result<RedisLockGuard> {
         let started = Instant::now();
         let deadline = self.timeout.and_then(|t| started.checked_add(t));
         let turn = self.take_turn(deadline).await?;
+        let mut pause = RETRY_FIRST;
+        loop {
+            match self.attempts_on_a_connection(deadline).await {
+                Ok((lock_conn, fencing_token)) => {
+                    return Ok(RedisLockGuard::new(self, lock_conn, turn, fencing_token));
+                }
+                Err(Error::RedisUnavailable(reason)) => {
+                    self.pool.forget_command().await;
+                    let now = Instant::now();
+                    let out_of_time = match (self.timeout, deadline) {
+                        (Some(t), _) if t.is_zero() => true,
+                        (_, Some(deadline)) => now >= deadline,
+                        _ => false,
+                    };
+                    if out_of_time {
+                        return Err(Error::RedisUnavailable(format!(
+                            "{reason} (tried for {:?})",
+                            started.elapsed()
+                        )));
+                    }
+                    log::debug!("{:?}: {reason}; trying again", self.channel);
+                    let mut nap = pause.mul_f64(0.5 + fastrand::f64());
+                    if let Some(deadline) = deadline {
+                        nap = nap.min(deadline - now);
+                    }
+                    tokio::time::sleep(nap).await;
+                    pause = (pause * 2).min(RETRY_LONGEST);
+                }
+                Err(e) => {
+                    if let Error::Redis(_) = e {
+                        self.pool.forget_command().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One run of attempts on a lock connection; on failure the connection
+    /// has left the channel (or is closed, which leaves it too).
+    async fn attempts_on_a_connection(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(LockConnection, Option<u64>)> {
         let mut conn = self.pool.command().await?;
-        self.yield_to_waiters(&mut conn).await?;
+        self.yield_to_waiters(&mut conn, deadline).await?;
         let mut lock_conn = self.pool.lock_connection().await?;
         match self.attempts(&mut conn, &mut lock_conn, deadline).await {
-            Ok(fencing_token) => Ok(RedisLockGuard::new(self, lock_conn, turn, fencing_token)),
+            Ok(fencing_token) => Ok((lock_conn, fencing_token)),
             Err(e) => {
                 if lock_conn.subscribed() && lock_conn.lost().is_none() {
                     let _ = lock_conn.unsubscribe(None).await;
@@ -91,20 +138,36 @@ impl RedisLock {
         }
     }
 
-    /// Right after releasing, let Rust waiters that were told take their
-    /// turn before this instance takes the lock again: a releaser that
-    /// re-acquires at once would otherwise nearly always win.
-    async fn yield_to_waiters(&self, conn: &mut MultiplexedConnection) -> Result<()> {
-        let released_at = *self
+    /// Right after releasing, let the waiters take their turn before this
+    /// instance takes the lock again (a releaser that re-acquires at once
+    /// would nearly always win): Rust waiters that were told, for a
+    /// moment; a waiter that polls (it pinged while we held), for a whole
+    /// poll interval.
+    async fn yield_to_waiters(
+        &self,
+        conn: &mut MultiplexedConnection,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let released = *self
             .shared
-            .released_at
+            .released
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if released_at.is_some_and(|at| at.elapsed() < Duration::from_millis(5))
-            && numsub(conn, &protocol::release_channel(&self.channel)).await? > 0
-        {
-            tokio::time::sleep(Duration::from_micros(1000 + fastrand::u64(0..1000))).await;
-        }
+        let Some((at, notice)) = released else {
+            return Ok(());
+        };
+        let until = match notice {
+            Notice::Yield => at + POLLER_WINDOW,
+            Notice::Released
+                if at.elapsed() < Duration::from_millis(5)
+                    && numsub(conn, protocol::release_channel(&self.channel)).await? > 0 =>
+            {
+                Instant::now() + Duration::from_micros(1000 + fastrand::u64(0..1000))
+            }
+            Notice::Released => return Ok(()),
+        };
+        let until = deadline.map_or(until, |d| until.min(d));
+        tokio::time::sleep_until(until.into()).await;
         Ok(())
     }
 
@@ -115,7 +178,16 @@ impl RedisLock {
             holder_id: self.holder_id.clone(),
             mode,
             elected,
+            held: false,
+            loss_after: self.loss_after(),
         }
+    }
+
+    /// How long the server may stay silent before a holder counts its lock
+    /// as lost: half the reap window of a default peer (or of ours, if
+    /// shorter), so the holder knows before any such peer can reap it.
+    pub(crate) fn loss_after(&self) -> Duration {
+        self.unavailable_timeout.min(DEFAULT_UNAVAILABLE_TIMEOUT) / 2
     }
 
     /// Subscribe on `lock_conn`, once more on a fresh connection if the
@@ -296,16 +368,19 @@ impl RedisLock {
         if let Some(reason) = lock_conn.lost() {
             return Err(lost(reason));
         }
-        if !self.fencing || reader {
-            return Ok(None);
-        }
-        let token: u64 = redis::cmd("INCRBY")
-            .arg(protocol::fence_key(&self.channel))
-            .arg(1)
-            .query_async(&mut lock_conn.connection())
-            .await
-            .map_err(|e| lost(format!("drawing the fencing token failed: {e}")))?;
-        Ok(Some(token))
+        let token = if self.fencing && !reader {
+            let token: u64 = redis::cmd("INCRBY")
+                .arg(protocol::fence_key(&self.channel))
+                .arg(1)
+                .query_async(&mut lock_conn.connection())
+                .await
+                .map_err(|e| lost(format!("drawing the fencing token failed: {e}")))?;
+            Some(token)
+        } else {
+            None
+        };
+        lock_conn.hold();
+        Ok(token)
     }
 
     pub(crate) fn contention(&self, timeout: Duration) -> Error {
@@ -350,8 +425,13 @@ impl RedisLock {
             let nap = COUNT_POLL.min(until - now);
             match notices {
                 Some(listener) => tokio::select! {
-                    notice = listener.recv() => match notice {
-                        Some(_) => return Ok(()),
+                    notice = listener.recv() => match notice.map(|n| Notice::parse(&n)) {
+                        Some(Notice::Released) => return Ok(()),
+                        // A waiter that polls gets its turn first.
+                        Some(Notice::Yield) => {
+                            tokio::time::sleep_until(until.min(Instant::now() + POLLER_WINDOW).into()).await;
+                            return Ok(());
+                        }
                         None => *notices = None,
                     },
                     () = tokio::time::sleep(nap) => {}

@@ -1,21 +1,21 @@
 //! Connections: the lock connection with its ping responder, RESP3 push
 //! connections, the commands the protocol uses, and the topology check.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Msg, ProtocolVersion, PushInfo, PushKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::protocol::{self, WireMode};
+use super::protocol::{self, Notice, WireMode};
 use crate::error::{Error, Result};
 
-/// How often a lock connection pings the server to notice a half-open link
-/// (well under the 1 s peers wait for an answer).
-const KEEPALIVE: Duration = Duration::from_millis(500);
+/// How often a lock connection pings the server, to notice a link that
+/// went silent well before a peer could reap it.
+const KEEPALIVE: Duration = Duration::from_millis(100);
 
 /// How long an unsubscription may take before the connection is given up.
 const UNSUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -78,15 +78,18 @@ pub(crate) async fn push_connection(
         client3.get_multiplexed_async_connection_with_config(&config),
     )
     .await
-    .map_err(|_| Error::Redis(format!("no connection to Redis within {timeout:?}")))??;
+    .map_err(|_| Error::RedisUnavailable(format!("no connection to Redis within {timeout:?}")))??;
     Ok((connection, receiver))
 }
 
 /// `PUBSUB NUMSUB channel`.
-pub(crate) async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> Result<i64> {
-    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+pub(crate) async fn numsub(
+    conn: &mut MultiplexedConnection,
+    channel: impl AsRef<[u8]>,
+) -> Result<i64> {
+    let counts: Vec<(Vec<u8>, i64)> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
-        .arg(channel)
+        .arg(channel.as_ref())
         .query_async(conn)
         .await?;
     Ok(counts.first().map_or(0, |(_, n)| *n))
@@ -130,6 +133,11 @@ pub(crate) struct Advertised {
     pub(crate) mode: WireMode,
     /// Whether this writer won an election.
     pub(crate) elected: bool,
+    /// Whether the lock is held through this connection now.
+    pub(crate) held: bool,
+    /// How long the server may stay silent before the connection counts as
+    /// lost (see [`RedisLock::unavailable_timeout`](super::RedisLock)).
+    pub(crate) loss_after: Duration,
 }
 
 /// A lock connection: dedicated to one acquisition at a time, named
@@ -140,6 +148,9 @@ pub(crate) struct Advertised {
 pub(crate) struct LockConnection {
     conn: MultiplexedConnection,
     state: Arc<Mutex<Advertised>>,
+    /// Set when a waiter that polls (its ping lacks our mark) pinged while
+    /// the lock was held here.
+    polled: Arc<AtomicBool>,
     lost: watch::Receiver<Option<String>>,
     responder: JoinHandle<()>,
     subscribed: bool,
@@ -159,12 +170,22 @@ impl LockConnection {
             holder_id: String::new(),
             mode: WireMode::Pending,
             elected: false,
+            held: false,
+            loss_after: timeout / 2,
         }));
+        let polled = Arc::new(AtomicBool::new(false));
         let (lost_tx, lost) = watch::channel(None);
-        let responder = tokio::spawn(respond(conn.clone(), pushes, Arc::clone(&state), lost_tx));
+        let responder = tokio::spawn(respond(
+            conn.clone(),
+            pushes,
+            Arc::clone(&state),
+            Arc::clone(&polled),
+            lost_tx,
+        ));
         Ok(Self {
             conn,
             state,
+            polled,
             lost,
             responder,
             subscribed: false,
@@ -185,6 +206,7 @@ impl LockConnection {
         let channel = advertised.channel.clone();
         let name = protocol::connection_name(&channel, &advertised.holder_id);
         *self.lock_state() = advertised;
+        self.polled.store(false, Ordering::SeqCst);
         let (mut naming, mut subscribing, mut counting) =
             (self.conn.clone(), self.conn.clone(), self.conn.clone());
         let all = async {
@@ -205,7 +227,7 @@ impl LockConnection {
         // half-way, the caller must not reuse the connection.
         self.subscribed = true;
         let ((), (), subscribers) = tokio::time::timeout(timeout, all).await.map_err(|_| {
-            Error::Redis(format!(
+            Error::RedisUnavailable(format!(
                 "the subscription was not confirmed within {timeout:?}"
             ))
         })??;
@@ -213,10 +235,17 @@ impl LockConnection {
     }
 
     /// Unsubscribe and rename the connection [`IDLE_NAME`]; with `notice`,
-    /// publish a release notice there after the unsubscription, so Rust
-    /// waiters count without us.
-    pub(crate) async fn unsubscribe(&mut self, notice: Option<&str>) -> Result<()> {
-        let channel = self.lock_state().channel.clone();
+    /// publish a release notice on that channel after the unsubscription,
+    /// so Rust waiters count without us. Late pings on the channel are
+    /// still answered, as a contender's.
+    pub(crate) async fn unsubscribe(&mut self, notice: Option<(&[u8], Notice)>) -> Result<()> {
+        let channel = {
+            let mut state = self.lock_state();
+            state.held = false;
+            state.mode = WireMode::Pending;
+            state.elected = false;
+            state.channel.clone()
+        };
         let (mut leaving, mut renaming, mut telling) =
             (self.conn.clone(), self.conn.clone(), self.conn.clone());
         let all = async {
@@ -232,9 +261,9 @@ impl LockConnection {
                 },
                 async {
                     match notice {
-                        Some(notice) => redis::cmd("PUBLISH")
-                            .arg(notice)
-                            .arg("released")
+                        Some((channel, notice)) => redis::cmd("PUBLISH")
+                            .arg(channel)
+                            .arg(notice.payload())
                             .exec_async(&mut telling)
                             .await
                             .map_err(Error::from),
@@ -245,7 +274,7 @@ impl LockConnection {
         };
         tokio::time::timeout(UNSUBSCRIBE_TIMEOUT, all)
             .await
-            .map_err(|_| Error::Redis("unsubscribing timed out".into()))??;
+            .map_err(|_| Error::RedisUnavailable("unsubscribing timed out".into()))??;
         self.subscribed = false;
         Ok(())
     }
@@ -274,6 +303,16 @@ impl LockConnection {
         state.elected = elected;
     }
 
+    /// The lock is held through this connection from now on.
+    pub(crate) fn hold(&self) {
+        self.lock_state().held = true;
+    }
+
+    /// Whether a waiter that polls pinged while the lock was held here.
+    pub(crate) fn was_polled(&self) -> bool {
+        self.polled.load(Ordering::SeqCst)
+    }
+
     /// Why the connection died, if it did.
     pub(crate) fn lost(&self) -> Option<String> {
         self.lost.borrow().clone()
@@ -297,17 +336,24 @@ impl Drop for LockConnection {
     }
 }
 
-/// Answer pings on the subscribed channel, ping the server to notice a
-/// dead link, and report the connection's death on `lost`.
+/// Answer pings on the connection's channel (each answer sent without
+/// waiting for the next), ping the server every [`KEEPALIVE`], and report
+/// the connection's death on `lost`: when it closes, or when the server
+/// has not answered for the connection's `loss_after` (a half-open link, a
+/// partition, a stalled server: a peer may reap us soon after).
 async fn respond(
-    mut conn: MultiplexedConnection,
+    conn: MultiplexedConnection,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     state: Arc<Mutex<Advertised>>,
+    polled: Arc<AtomicBool>,
     lost: watch::Sender<Option<String>>,
 ) {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    keepalive.tick().await;
+    let mut answered = Instant::now();
+    let mut pinging: Option<
+        std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<redis::Value>> + Send>>,
+    > = None;
     let reason = loop {
         tokio::select! {
             push = pushes.recv() => match push {
@@ -315,26 +361,51 @@ async fn respond(
                 Some(push) if push.kind == PushKind::Disconnection => break "the connection was lost".to_owned(),
                 Some(push) if push.kind == PushKind::Message => {
                     let Some(message) = Msg::from_push_info(push) else { continue };
-                    let Some(reply_channel) = protocol::parse_ping(message.get_payload_bytes()) else { continue };
+                    let Some(ping) = protocol::parse_ping(message.get_payload_bytes()) else { continue };
                     let record = {
                         let state = state.lock().unwrap_or_else(|p| p.into_inner());
-                        if message.get_channel_name().as_bytes() != state.channel.as_bytes() {
+                        if message.get_channel::<Vec<u8>>().ok().as_deref() != Some(state.channel.as_bytes()) {
                             continue;
+                        }
+                        if state.held && !ping.noticed {
+                            polled.store(true, Ordering::SeqCst);
                         }
                         protocol::record(&state.holder_id, state.mode, state.elected)
                     };
-                    let published: redis::RedisResult<()> =
-                        redis::cmd("PUBLISH").arg(reply_channel).arg(record).query_async(&mut conn).await;
-                    if let Err(e) = published && e.is_unrecoverable_error() {
-                        break format!("answering a ping failed: {e}");
-                    }
+                    let mut publishing = conn.clone();
+                    tokio::spawn(async move {
+                        let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                            .arg(ping.reply_channel)
+                            .arg(record)
+                            .query_async(&mut publishing)
+                            .await;
+                    });
                 }
                 Some(_) => {}
             },
             _ = keepalive.tick() => {
-                let pong: redis::RedisResult<redis::Value> = redis::cmd("PING").query_async(&mut conn).await;
-                if let Err(e) = pong {
-                    break format!("the connection stopped answering: {e}");
+                let loss_after = state.lock().unwrap_or_else(|p| p.into_inner()).loss_after;
+                if answered.elapsed() > loss_after {
+                    break format!("the server did not answer for {:?}", answered.elapsed());
+                }
+                if pinging.is_none() {
+                    let mut conn = conn.clone();
+                    pinging = Some(Box::pin(async move {
+                        redis::cmd("PING").query_async(&mut conn).await
+                    }));
+                }
+            }
+            pong = async {
+                match pinging.as_mut() {
+                    Some(ping) => ping.await,
+                    None => std::future::pending().await,
+                }
+            }, if pinging.is_some() => {
+                pinging = None;
+                match pong {
+                    Ok(_) => answered = Instant::now(),
+                    Err(e) if e.is_unrecoverable_error() => break format!("the connection failed: {e}"),
+                    Err(_) => {}
                 }
             }
         }

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 use super::connection::LockConnection;
 use super::lock::{RedisLock, Shared};
 use super::pool::Pool;
-use super::protocol;
+use super::protocol::{self, Notice};
 use super::runtime;
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
@@ -160,17 +160,22 @@ impl RedisLockGuard {
     fn take_release(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let (mut conn, turn) = self.held.take()?;
         self.released.send_replace(true);
+        let notice = if conn.was_polled() {
+            Notice::Yield
+        } else {
+            Notice::Released
+        };
         *self
             .shared
-            .released_at
+            .released
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), notice));
         let turn = Releasing::new(turn, Arc::clone(&self.shared));
         let pool = self.pool.clone();
-        let notice = protocol::release_channel(&self.channel);
+        let channel = protocol::release_channel(&self.channel);
         Some(async move {
             if conn.lost().is_none() {
-                let _ = conn.unsubscribe(Some(&notice)).await;
+                let _ = conn.unsubscribe(Some((&channel, notice))).await;
             }
             pool.give_back(conn);
             drop(turn);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::guard::RedisLockGuard;
 use super::pool::Pool;
-use super::protocol;
+use super::protocol::{self, Notice};
 use super::router::Listener;
 use super::runtime::{self, InRuntime};
 use super::{Client, DEFAULT_UNAVAILABLE_TIMEOUT};
@@ -23,10 +23,13 @@ pub(crate) struct Shared {
     /// How many releases are under way (each holds the turn a moment more:
     /// waiting for it is not contention).
     pub(crate) releasing: AtomicUsize,
+    /// Whether a probe of this lock met a silent subscriber: then probes
+    /// are anchored (see `probe.rs`) until one is conclusive.
+    pub(crate) suspect: std::sync::atomic::AtomicBool,
     /// The release-notice listener, kept between acquisitions.
     pub(crate) notices: tokio::sync::Mutex<Option<Listener>>,
-    /// When this instance last released.
-    pub(crate) released_at: std::sync::Mutex<Option<Instant>>,
+    /// When this instance last released, and what it told the waiters.
+    pub(crate) released: std::sync::Mutex<Option<(Instant, Notice)>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -53,7 +53,21 @@ pub use redis::Client;
 pub const DEFAULT_UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl From<redis::RedisError> for Error {
+    /// A failure the server or the link may get over (a dropped or refused
+    /// connection, a timeout, `LOADING`, `TRYAGAIN`, `MASTERDOWN`) is
+    /// [`Error::RedisUnavailable`]; authentication, ACL, wrong-type and
+    /// protocol errors are [`Error::Redis`].
     fn from(error: redis::RedisError) -> Self {
-        Error::Redis(error.to_string())
+        use redis::{ErrorKind, RetryMethod};
+        let transient = error.kind() != ErrorKind::AuthenticationFailed
+            && matches!(
+                error.retry_method(),
+                RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry
+            );
+        if transient {
+            Error::RedisUnavailable(error.to_string())
+        } else {
+            Error::Redis(error.to_string())
+        }
     }
 }

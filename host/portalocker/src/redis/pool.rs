@@ -140,7 +140,9 @@ impl Pool {
             self.inner.client.get_multiplexed_async_connection(),
         )
         .await
-        .map_err(|_| Error::Redis(format!("no connection to Redis within {timeout:?}")))??;
+        .map_err(|_| {
+            Error::RedisUnavailable(format!("no connection to Redis within {timeout:?}"))
+        })??;
         connection::check_topology(&mut conn).await?;
         *cached = Some((conn.clone(), counted));
         Ok(conn)

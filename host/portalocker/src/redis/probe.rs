@@ -3,6 +3,7 @@
 //! that stay silent (§8), and confirm a promotion (§6.6).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
@@ -21,6 +22,26 @@ const PROBE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// The pause between confirm rounds.
 const CONFIRM_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// A holder connection subscribed before an anchored probe's ping.
+#[derive(Debug)]
+struct Candidate {
+    client_id: String,
+    name: String,
+    /// Its holder id; `None` for a 3.x peer's `C-lock`.
+    holder: Option<String>,
+}
+
+impl Candidate {
+    /// Whether its holder answered (a 3.x peer: whether any legacy record
+    /// came).
+    fn answered(&self, records: &HashMap<String, Record>) -> bool {
+        match &self.holder {
+            Some(holder) => records.contains_key(holder),
+            None => records.values().any(|r| r.legacy),
+        }
+    }
+}
+
 impl RedisLock {
     /// §6.3: ping the channel and collect one record per subscriber. `None`
     /// when inconclusive (the count changed, or someone stayed silent: then
@@ -34,12 +55,22 @@ impl RedisLock {
         let reply_channel = format!("{}-{}", self.channel, protocol::random_id());
         // Dropping the listener (at the end, or on cancellation) leaves the
         // reply channel.
-        let mut replies = router.listen(&reply_channel).await?;
+        let mut replies = router.listen(reply_channel.as_bytes()).await?;
         self.collect(conn, &mut replies, &reply_channel, expected)
             .await
     }
 
     /// Ping and collect the records for [`RedisLock::probe`].
+    ///
+    /// Normally (portalocker's rule) a change of the subscriber count makes
+    /// the probe moot, and silent subscribers are reaped only after a whole
+    /// window with the count unchanged. With many contenders the count never
+    /// stays still, so a wedged holder would never be reaped: once a probe
+    /// of this lock has met silence, the next ones are *anchored*. They note
+    /// which holder connections were subscribed before the ping, collect for
+    /// the whole window whatever the count does, and reap exactly those of
+    /// them that never answered. A newcomer (subscribed after the ping) is
+    /// never among them, and a live holder answers within milliseconds.
     async fn collect(
         &self,
         conn: &mut MultiplexedConnection,
@@ -50,6 +81,11 @@ impl RedisLock {
         if numsub(conn, &self.channel).await? != expected {
             return Ok(None);
         }
+        let anchored = if self.shared.suspect.load(Ordering::SeqCst) {
+            Some(self.subscribed_holders(conn).await?).filter(|c| !c.is_empty())
+        } else {
+            None
+        };
         let _: () = redis::cmd("PUBLISH")
             .arg(&self.channel)
             .arg(protocol::ping(reply_channel))
@@ -59,7 +95,12 @@ impl RedisLock {
         let window = Instant::now() + self.unavailable_timeout;
         let mut records: HashMap<String, Record> = HashMap::new();
         let mut legacy = 0;
-        while records.len() < expected_len {
+        let mut churned = false;
+        let complete = |records: &HashMap<String, Record>| match &anchored {
+            Some(candidates) => candidates.iter().all(|c| c.answered(records)),
+            None => records.len() >= expected_len,
+        };
+        while !complete(&records) {
             let left = window.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -70,11 +111,31 @@ impl RedisLock {
                     records.insert(record.id.clone(), record);
                 }
                 None => {
+                    // A live subscriber answers within a millisecond.
+                    self.shared.suspect.store(true, Ordering::SeqCst);
                     if numsub(conn, &self.channel).await? != expected {
-                        return Ok(None);
+                        churned = true;
+                        if anchored.is_none() {
+                            return Ok(None);
+                        }
                     }
                 }
             }
+        }
+        if let Some(candidates) = anchored {
+            let silent: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| !c.answered(&records))
+                .collect();
+            for candidate in &silent {
+                self.kill(conn, candidate).await;
+            }
+            let settled = !churned && numsub(conn, &self.channel).await? == expected;
+            if !silent.is_empty() || !settled || records.len() < expected_len {
+                return Ok(None);
+            }
+            self.shared.suspect.store(false, Ordering::SeqCst);
+            return Ok(Some(records.into_values().collect()));
         }
         if numsub(conn, &self.channel).await? != expected {
             return Ok(None);
@@ -83,7 +144,65 @@ impl RedisLock {
             self.reap(conn, &records).await?;
             return Ok(None);
         }
+        self.shared.suspect.store(false, Ordering::SeqCst);
         Ok(Some(records.into_values().collect()))
+    }
+
+    /// The holder connections of `C` subscribed now (`CLIENT LIST`): named
+    /// `C-lock-<id>` (or a 3.x peer's `C-lock`) with a subscription. Empty
+    /// when the server will not list its clients.
+    async fn subscribed_holders(&self, conn: &mut MultiplexedConnection) -> Result<Vec<Candidate>> {
+        let clients: String = match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
+            Ok(list) => list,
+            Err(e) => {
+                let e = crate::error::Error::from(e);
+                if let crate::error::Error::RedisUnavailable(_) = e {
+                    return Err(e);
+                }
+                log::warn!("cannot list the holders of {:?}: {e}", self.channel);
+                return Ok(Vec::new());
+            }
+        };
+        let legacy_name = format!("{}-lock", self.channel);
+        Ok(clients
+            .lines()
+            .filter_map(|line| {
+                let field = |key: &str| {
+                    line.split(' ')
+                        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                };
+                let subscribed = field("sub")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    > 0;
+                let (id, name) = (field("id")?, field("name")?);
+                let holder = match protocol::holder_of_connection(&self.channel, name) {
+                    Some(holder) => Some(holder.to_owned()),
+                    None if name == legacy_name => None,
+                    None => return None,
+                };
+                subscribed.then(|| Candidate {
+                    client_id: id.to_owned(),
+                    name: name.to_owned(),
+                    holder,
+                })
+            })
+            .collect())
+    }
+
+    /// Kill the connection of a silent holder.
+    async fn kill(&self, conn: &mut MultiplexedConnection, candidate: &Candidate) {
+        log::info!(
+            "reaping the silent holder connection {} of {:?}",
+            candidate.name,
+            self.channel
+        );
+        let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(&candidate.client_id)
+            .query_async(conn)
+            .await;
     }
 
     /// §8: kill the lock subscriptions of `C` whose holders did not answer.
@@ -116,16 +235,15 @@ impl RedisLock {
                 None => name == legacy_name && !any_legacy,
             };
             if silent {
-                log::info!(
-                    "reaping the silent holder connection {name} of {:?}",
-                    self.channel
-                );
-                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("ID")
-                    .arg(id)
-                    .query_async(conn)
-                    .await;
+                self.kill(
+                    conn,
+                    &Candidate {
+                        client_id: id.to_owned(),
+                        name: name.to_owned(),
+                        holder: None,
+                    },
+                )
+                .await;
             }
         }
         Ok(())

@@ -55,9 +55,42 @@ pub(crate) fn connection_name(channel: &str, holder_id: &str) -> String {
     format!("{channel}-lock-{holder_id}")
 }
 
-/// Rust peers announce releases here; never on `C` itself.
-pub(crate) fn release_channel(channel: &str) -> String {
-    format!("{channel}:portalocker-rs:released")
+/// Rust peers announce releases here; never on `C` itself. The name holds
+/// a byte that is never in UTF-8 text (`0xFF`), so it equals no lock name,
+/// ours or Python's (whose names are `str`).
+pub(crate) fn release_channel(channel: &str) -> Vec<u8> {
+    let mut name = Vec::with_capacity(channel.len() + 24);
+    name.extend_from_slice(channel.as_bytes());
+    name.extend_from_slice(b"\xffportalocker-rs:released");
+    name
+}
+
+/// A release notice: whether a waiter that does not hear notices (one that
+/// polls, as Python's do) pinged the holder while it held: then Rust
+/// waiters hold back a moment so it gets its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// Released; take it.
+    Released,
+    /// Released while a polling waiter waits: let it in first.
+    Yield,
+}
+
+impl Notice {
+    pub(crate) fn payload(self) -> &'static str {
+        match self {
+            Notice::Released => "released",
+            Notice::Yield => "yield",
+        }
+    }
+
+    pub(crate) fn parse(payload: &[u8]) -> Self {
+        if payload == b"yield" {
+            Notice::Yield
+        } else {
+            Notice::Released
+        }
+    }
 }
 
 /// The fencing counter key.
@@ -88,20 +121,38 @@ pub(crate) fn validate_channel(channel: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `{"message": "ping", "response_channel": "<reply>"}`, spaced as Python's
-/// `json.dumps` does.
+/// The key our pings add (peers read only `response_channel`): a ping
+/// with it comes from a Rust waiter, which hears release notices; one
+/// without it, from a waiter that polls.
+const NOTICED: &str = "portalocker_rs";
+
+/// `{"message": "ping", "response_channel": "<reply>", "portalocker_rs":
+/// true}`, spaced as Python's `json.dumps` does.
 pub(crate) fn ping(reply_channel: &str) -> String {
     format!(
-        "{{\"message\": \"ping\", \"response_channel\": {}}}",
+        "{{\"message\": \"ping\", \"response_channel\": {}, \"{NOTICED}\": true}}",
         serde_json::Value::String(reply_channel.to_owned())
     )
 }
 
-/// The reply channel named by a ping, if the message is a valid ping.
-pub(crate) fn parse_ping(payload: &[u8]) -> Option<String> {
+/// A ping as a responder reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ping {
+    /// Where to answer.
+    pub(crate) reply_channel: String,
+    /// Whether it came from a Rust waiter (one that hears notices).
+    pub(crate) noticed: bool,
+}
+
+/// The ping in a message, if it is a valid one.
+pub(crate) fn parse_ping(payload: &[u8]) -> Option<Ping> {
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let reply = value.as_object()?.get("response_channel")?.as_str()?;
-    (!reply.is_empty()).then(|| reply.to_owned())
+    let object = value.as_object()?;
+    let reply = object.get("response_channel")?.as_str()?;
+    (!reply.is_empty()).then(|| Ping {
+        reply_channel: reply.to_owned(),
+        noticed: object.get(NOTICED).and_then(serde_json::Value::as_bool) == Some(true),
+    })
 }
 
 /// Our record as we answer a ping.
@@ -180,9 +231,14 @@ mod tests {
         let ping = ping("jobs-abc");
         assert_eq!(
             ping,
-            r#"{"message": "ping", "response_channel": "jobs-abc"}"#
+            r#"{"message": "ping", "response_channel": "jobs-abc", "portalocker_rs": true}"#
         );
-        assert_eq!(parse_ping(ping.as_bytes()).as_deref(), Some("jobs-abc"));
+        let parsed = parse_ping(ping.as_bytes()).unwrap();
+        assert_eq!(parsed.reply_channel, "jobs-abc");
+        assert!(parsed.noticed);
+        // Python's pings carry only the reply channel.
+        let python = br#"{"message": "ping", "response_channel": "jobs-x"}"#;
+        assert!(!parse_ping(python).unwrap().noticed);
         for junk in [
             &b"garbage"[..],
             b"{}",
@@ -231,6 +287,18 @@ mod tests {
             holder_of_connection("jobs", &connection_name("jobs-lock-x", id)),
             None
         );
+    }
+
+    #[test]
+    fn the_notice_channel_is_no_lock_name() {
+        let notice = release_channel("jobs");
+        assert!(std::str::from_utf8(&notice).is_err());
+        assert!(notice.starts_with(b"jobs"));
+        assert_eq!(
+            Notice::parse(Notice::Yield.payload().as_bytes()),
+            Notice::Yield
+        );
+        assert_eq!(Notice::parse(b"released"), Notice::Released);
     }
 
     #[test]

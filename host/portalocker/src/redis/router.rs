@@ -73,10 +73,10 @@ impl Router {
 
     /// Listen on `channel`: when this returns the server has confirmed the
     /// subscription, so every message published afterwards arrives.
-    pub(crate) async fn listen(self: &Arc<Self>, channel: &str) -> Result<Listener> {
+    pub(crate) async fn listen(self: &Arc<Self>, channel: &[u8]) -> Result<Listener> {
         let (sender, receiver) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let key = channel.as_bytes().to_vec();
+        let key = channel.to_vec();
         // Registered first, so a drop during the subscription cleans up.
         self.routes()
             .entry(key.clone())
@@ -102,7 +102,7 @@ impl Router {
             tokio::time::timeout(self.timeout, conn.subscribe(channel))
                 .await
                 .map_err(|_| {
-                    Error::Redis(format!(
+                    Error::RedisUnavailable(format!(
                         "no confirmation of a subscription within {:?}",
                         self.timeout
                     ))
@@ -175,8 +175,11 @@ async fn route(
                 let Some(router) = router.upgrade() else {
                     break;
                 };
+                let Ok(channel) = message.get_channel::<Vec<u8>>() else {
+                    continue;
+                };
                 let routes = router.routes();
-                if let Some(route) = routes.get(message.get_channel_name().as_bytes()) {
+                if let Some(route) = routes.get(&channel) {
                     for (_, listener) in &route.listeners {
                         let _ = listener.send(message.get_payload_bytes().to_vec());
                     }
@@ -210,7 +213,7 @@ impl Listener {
         match tokio::time::timeout(wait, self.receiver.recv()).await {
             Err(_) => Ok(None),
             Ok(Some(payload)) => Ok(Some(payload)),
-            Ok(None) => Err(Error::Redis(
+            Ok(None) => Err(Error::RedisUnavailable(
                 "the shared subscriber connection was lost".into(),
             )),
         }

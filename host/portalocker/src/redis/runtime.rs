@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 ///
-/// [`Error::Redis`] when the runtime cannot start (no thread or descriptor
+/// [`Error::Io`] when the runtime cannot start (no thread or descriptor
 /// left); the next call tries again.
 pub(crate) fn runtime() -> Result<&'static Runtime> {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -33,7 +33,11 @@ pub(crate) fn runtime() -> Result<&'static Runtime> {
         .thread_name("portalocker-redis")
         .enable_all()
         .build()
-        .map_err(|e| Error::Redis(format!("cannot start the Redis runtime: {e}")))?;
+        .map_err(|source| Error::Io {
+            op: "start the Redis runtime",
+            path: None,
+            source,
+        })?;
     Ok(RUNTIME.get_or_init(|| runtime))
 }
 
