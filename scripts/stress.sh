@@ -20,7 +20,7 @@ export PORTALOCKER_PYTHON="${PORTALOCKER_PYTHON:-${PORTALOCKER_VENV:-$cache/venv
 logs="$cache/stress"
 mkdir -p "$logs"
 
-suites=(wasm redis_lock multiprocess cancel cli_run cli interop_python)
+suites=(wasm redis_lock redis_weather multiprocess cancel cli_run cli interop_python)
 tests=()
 for suite in "${suites[@]}"; do tests+=(--test "$suite"); done
 

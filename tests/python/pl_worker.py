@@ -130,6 +130,31 @@ def main(argv):
             if option.startswith("hold="):
                 time.sleep(int(option[5:]) / 1000)
         lock.release()
+    elif command == "redis-wait":
+        url, channel, timeout, hold, *options = args
+        lock = redis_lock(url, channel, *options, timeout=float(timeout))
+        started = time.monotonic()
+        try:
+            lock.acquire()
+        except portalocker.AlreadyLocked:
+            sys.exit(3)
+        waited = int((time.monotonic() - started) * 1000)
+        token = "" if lock.fence_token is None else f" {lock.fence_token}"
+        print(f"got {waited}{token}", flush=True)
+        time.sleep(int(hold) / 1000)
+        print("held", flush=True)
+        lock.release()
+    elif command == "redis-loop":
+        url, channel, hold, secs = args
+        lock = redis_lock(url, channel, timeout=300)
+        until = time.monotonic() + float(secs)
+        sections = 0
+        while time.monotonic() < until:
+            lock.acquire()
+            time.sleep(int(hold) / 1000)
+            lock.release()
+            sections += 1
+        print(sections, flush=True)
     elif command == "redis-count":
         url, channel, data, n = args
         lock = redis_lock(url, channel, timeout=300)

@@ -46,4 +46,5 @@ pub mod programs {
     include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 }
 
+pub mod proxy;
 pub mod redis_server;

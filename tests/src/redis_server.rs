@@ -76,6 +76,34 @@ impl RedisServer {
         self.cli(&["CLIENT", "KILL", "ID", id]);
     }
 
+    /// Freeze the server process (SIGSTOP): it answers nothing, closes
+    /// nothing.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Let a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = i32::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// The client ids of the connections `CLIENT LIST` shows for which
+    /// `keep` says yes, given each line.
+    pub fn clients(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        self.cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|line| keep(line))
+            .filter_map(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Stop it now (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

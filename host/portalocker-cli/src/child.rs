@@ -6,6 +6,20 @@ use std::process::Command;
 
 use crate::commands::Failure;
 
+/// How the command's life is tied to the lock's.
+#[derive(Debug, Clone, Copy)]
+pub enum Tie {
+    /// The command inherits the locked descriptor (file locks and semaphore
+    /// slots): the lock lives as long as the command, even if `portalocker`
+    /// is killed, as with flock(1).
+    #[cfg(unix)]
+    Inherit(std::os::fd::RawFd),
+    /// The command is sent SIGTERM when `portalocker` dies (Redis locks,
+    /// whose connection dies with it). Linux only (a parent-death signal);
+    /// elsewhere nothing stops an orphaned command.
+    DieWithParent,
+}
+
 /// Run `command` with `env` added, wait for it, and turn its end into an
 /// exit status: its own code, or 128+N when signal N killed it.
 ///
@@ -17,8 +31,8 @@ use crate::commands::Failure;
 ///
 /// A [`Failure`] with status 127 when the command does not exist, 126 when
 /// it cannot be run.
-pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> {
-    run_with(command, env, |_| {})
+pub fn run(command: &[OsString], env: &[(&str, String)], tie: Tie) -> Result<u8, Failure> {
+    run_with(command, env, tie, |_| {})
 }
 
 /// [`run`], calling `started` with the command's PID once it runs.
@@ -29,13 +43,16 @@ pub fn run(command: &[OsString], env: &[(&str, String)]) -> Result<u8, Failure> 
 pub fn run_with(
     command: &[OsString],
     env: &[(&str, String)],
+    tie: Tie,
     started: impl FnOnce(u32),
 ) -> Result<u8, Failure> {
     let (program, args) = command.split_first().expect("clap requires a command");
     // Forward from before the spawn: a signal that arrives while the child
     // starts is held and passed on once its PID is known.
     let forwarding = signals::Forwarding::install();
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    tie_to(&mut command, tie);
+    let mut child = command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn()
@@ -69,6 +86,55 @@ pub fn run_with(
         }
     }
     Ok(1)
+}
+
+/// Arrange `tie` in the child between fork and exec.
+fn tie_to(command: &mut Command, tie: Tie) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        match tie {
+            Tie::Inherit(fd) => {
+                // SAFETY: only fcntl, which is async-signal-safe, runs in
+                // the child; it clears close-on-exec on the child's copy.
+                unsafe {
+                    command.pre_exec(move || {
+                        let flags = libc::fcntl(fd, libc::F_GETFD);
+                        if flags < 0
+                            || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                        {
+                            return Err(io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            Tie::DieWithParent => {
+                #[cfg(target_os = "linux")]
+                {
+                    // SAFETY: getpid is async-signal-safe and runs here, in
+                    // the parent.
+                    let parent = unsafe { libc::getpid() };
+                    // SAFETY: prctl, getppid and kill are async-signal-safe.
+                    unsafe {
+                        command.pre_exec(move || {
+                            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                                return Err(io::Error::last_os_error());
+                            }
+                            // The parent may have died before the signal was
+                            // armed.
+                            if libc::getppid() != parent {
+                                libc::kill(libc::getpid(), libc::SIGTERM);
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (command, tie);
 }
 
 /// Ask the command to stop (SIGTERM), as when its lock was lost.

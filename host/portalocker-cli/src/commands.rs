@@ -55,7 +55,7 @@ fn lock(args: LockArgs) -> Result<u8, Failure> {
             || holder_of(lock.path()).map(|pid| pid.to_string()),
         )?
     };
-    let status = child::run(&args.command, &[]);
+    let status = child::run(&args.command, &[], inherit(guard.file()));
     drop(guard);
     status
 }
@@ -120,7 +120,11 @@ fn semaphore(args: SemaphoreArgs) -> Result<u8, Failure> {
         },
     )?;
     let slot = permit.slot().to_string();
-    let status = child::run(&args.command, &[("PORTALOCKER_SLOT", slot)]);
+    let status = child::run(
+        &args.command,
+        &[("PORTALOCKER_SLOT", slot)],
+        inherit(permit.file()),
+    );
     drop(permit);
     status
 }
@@ -182,7 +186,7 @@ fn redis_lock(args: RedisLockArgs) -> Result<u8, Failure> {
             message: format!("{e}; the command was not started"),
         });
     }
-    let status = child::run_with(&args.command, &env, |pid| {
+    let status = child::run_with(&args.command, &env, child::Tie::DieWithParent, |pid| {
         let _ = started.send(pid);
     });
     if lost.load(Ordering::SeqCst) {
@@ -198,6 +202,21 @@ fn redis_lock(args: RedisLockArgs) -> Result<u8, Failure> {
     }
     drop(guard);
     status
+}
+
+/// The command inherits the locked file, so the lock lives as long as the
+/// command does (flock(1)'s behaviour), even if `portalocker` is killed.
+fn inherit(file: &File) -> child::Tie {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        child::Tie::Inherit(file.as_raw_fd())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        child::Tie::DieWithParent
+    }
 }
 
 /// Acquire through `attempt` (given a timeout, or `None` for no limit):

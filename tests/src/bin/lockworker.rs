@@ -17,7 +17,7 @@
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use portalocker::redis::RedisLock;
@@ -104,6 +104,39 @@ fn main() -> Result<()> {
                 Err(e) if e.is_contention() => std::process::exit(3),
                 Err(e) => Err(e.into()),
             }
+        }
+        ["redis-wait", url, name, timeout, hold, options @ ..] => {
+            let lock =
+                redis_lock(url, name, options)?.timeout(Duration::from_secs_f64(timeout.parse()?));
+            let started = Instant::now();
+            let guard = match lock.acquire() {
+                Ok(guard) => guard,
+                Err(e) if e.is_contention() => std::process::exit(3),
+                Err(e) => return Err(e.into()),
+            };
+            let waited = started.elapsed().as_millis();
+            match guard.fencing_token() {
+                Some(token) => println!("got {waited} {token}"),
+                None => println!("got {waited}"),
+            }
+            io::stdout().flush()?;
+            std::thread::sleep(Duration::from_millis(hold.parse()?));
+            println!("{}", if guard.is_lost() { "lost" } else { "held" });
+            drop(guard);
+            Ok(())
+        }
+        ["redis-loop", url, name, hold, secs] => {
+            let lock = redis_lock(url, name, &[])?.no_timeout();
+            let until = Instant::now() + Duration::from_secs_f64(secs.parse()?);
+            let mut sections = 0;
+            while Instant::now() < until {
+                let guard = lock.acquire()?;
+                std::thread::sleep(Duration::from_millis(hold.parse()?));
+                guard.release()?;
+                sections += 1;
+            }
+            println!("{sections}");
+            Ok(())
         }
         ["redis-count", url, name, data, n] => {
             let lock = redis_lock(url, name, &[])?.timeout(Duration::from_secs(120));
