@@ -31,26 +31,30 @@ pub enum Command {
     /// Run a command while holding a lock on a file (created if missing).
     ///
     /// Without -n or -w it waits as long as it takes. The lock is a
-    /// flock(2) lock, the one portalocker and flock(1) take.
+    /// flock(2) lock, the one portalocker and flock(1) take. The command
+    /// inherits the locked descriptor, as with flock(1): the lock lasts as
+    /// long as the command, even if portalocker is killed.
     Lock(LockArgs),
     /// Run a command while holding one slot of a named bounded semaphore.
     ///
     /// The slot files are portalocker's: DIR/NAME.00.lock, NAME.01.lock, ...
-    /// The command sees its slot number in PORTALOCKER_SLOT.
+    /// The command sees its slot number in PORTALOCKER_SLOT, and inherits
+    /// the locked slot file: the slot is held as long as the command runs.
     Semaphore(SemaphoreArgs),
     /// Run a command while holding a Redis lock (portalocker's RedisLock
     /// protocol: Python programs using portalocker share it).
     ///
     /// The command sees the fencing token in PORTALOCKER_FENCING_TOKEN
     /// (with --fencing). If the lock is lost while it runs, it gets SIGTERM
-    /// and portalocker exits with 75.
+    /// and portalocker exits with 75; it is never started on a lost lock.
+    /// If portalocker dies, the command gets SIGTERM too (Linux).
     RedisLock(RedisLockArgs),
     /// Run a wasm plugin (a wasm32-wasip2 component) with WASI and the
     /// portalocker:locks imports, confined to the directories granted.
     ///
-    /// Exits with the plugin's status; 124 when it ran out of fuel or time,
-    /// 70 when it trapped. Compiled plugins are cached, so the second start
-    /// is fast.
+    /// Exits with the plugin's status; 124 when it ran out of fuel or time
+    /// (--timeout bounds the whole run, waits included), 70 when it trapped.
+    /// Compiled plugins are cached, so the second start is fast.
     Run(RunArgs),
 }
 

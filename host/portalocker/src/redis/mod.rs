@@ -26,6 +26,22 @@
 //!
 //! Every acquisition is cancel-safe: [`RedisLock::acquire_async`] runs in the
 //! caller's task, and dropping it lets go of everything it had taken at once.
+//!
+//! # Under faults
+//!
+//! - A server that cannot be reached, is restarting, loading or paused, or
+//!   a connection that is killed, costs only the attempt under way: the
+//!   acquisition reconnects and retries until its deadline, then reports
+//!   [`Error::RedisUnavailable`].
+//! - A holder pings the server every 100 ms and counts its lock lost when
+//!   the server has not answered for half of `unavailable_timeout` (at most
+//!   0.5 s): before a peer with the default 1 s window can reap it. A peer
+//!   with a shorter window voids that margin.
+//! - Wedged holders are reaped even while many waiters churn the channel
+//!   (probes anchored on the holders subscribed before their ping).
+//! - Fencing tokens are drawn on the lock's own connection, so a reaped
+//!   holder never draws one after its successor. The counter lives in Redis
+//!   and starts again at 1 on a server restarted without persistence.
 
 mod acquire;
 mod connection;
