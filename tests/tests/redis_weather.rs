@@ -68,16 +68,28 @@ fn waited(child: Child, what: &str) -> Option<u64> {
     }
 }
 
-/// A holder process, wedged with SIGSTOP (its subscription stays, it
-/// answers nothing).
-fn wedged_holder(kind: Kind, url: &str, name: &str) -> Holder {
-    let mut command = worker(kind);
-    command.args(["redis-hold", url, name]);
-    let holder = Holder::start(command);
-    let pid = i32::try_from(holder.pid()).unwrap();
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    holder
+/// A holder process wedged with SIGSTOP (its subscription stays, it
+/// answers nothing); SIGKILLed when dropped, even by a failing test.
+struct Wedged(Option<Holder>);
+
+impl Wedged {
+    fn start(kind: Kind, url: &str, name: &str) -> Self {
+        let mut command = worker(kind);
+        command.args(["redis-hold", url, name]);
+        let holder = Holder::start(command);
+        let pid = i32::try_from(holder.pid()).unwrap();
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        Self(Some(holder))
+    }
+}
+
+impl Drop for Wedged {
+    fn drop(&mut self) {
+        if let Some(holder) = self.0.take() {
+            holder.kill();
+        }
+    }
 }
 
 #[test]
@@ -86,7 +98,7 @@ fn a_wedged_holder_is_reaped_for_two_six_and_ten_waiters() {
     let url = server.url();
     for (n, mixed) in [(2, false), (6, false), (10, false), (6, true)] {
         let name = format!("wedged-{n}-{mixed}");
-        let holder = wedged_holder(Kind::Python, &url, &name);
+        let holder = Wedged::start(Kind::Python, &url, &name);
         let started = Instant::now();
         let waiters: Vec<(Kind, Child)> = (0..n)
             .map(|i| {
@@ -116,7 +128,7 @@ fn a_wedged_holder_is_reaped_for_two_six_and_ten_waiters() {
             got[got.len() - 1].1,
             started.elapsed()
         );
-        holder.kill();
+        drop(holder);
     }
 }
 

@@ -121,7 +121,10 @@ fn main() -> Result<()> {
             }
             io::stdout().flush()?;
             std::thread::sleep(Duration::from_millis(hold.parse()?));
-            println!("{}", if guard.is_lost() { "lost" } else { "held" });
+            match guard.ensure_held() {
+                Ok(()) => println!("held"),
+                Err(e) => println!("lost: {e}"),
+            }
             drop(guard);
             Ok(())
         }

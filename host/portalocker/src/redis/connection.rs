@@ -336,11 +336,14 @@ impl Drop for LockConnection {
     }
 }
 
+/// The answer to a keepalive PING, to come.
+type Pong = std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<redis::Value>> + Send>>;
+
 /// Answer pings on the connection's channel (each answer sent without
 /// waiting for the next), ping the server every [`KEEPALIVE`], and report
 /// the connection's death on `lost`: when it closes, or when the server
-/// has not answered for the connection's `loss_after` (a half-open link, a
-/// partition, a stalled server: a peer may reap us soon after).
+/// leaves a PING unanswered for the connection's `loss_after` (a half-open
+/// link, a partition, a stalled server: a peer may reap us soon after).
 async fn respond(
     conn: MultiplexedConnection,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
@@ -350,12 +353,26 @@ async fn respond(
 ) {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut answered = Instant::now();
-    let mut pinging: Option<
-        std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<redis::Value>> + Send>>,
-    > = None;
+    // The PING in flight and when it was sent: silence is judged by how
+    // long the server leaves a PING unanswered, not by how long since the
+    // last answer (a process starved of CPU is not a silent server).
+    let mut pinging: Option<(Instant, Pong)> = None;
     let reason = loop {
         tokio::select! {
+            biased;
+            pong = async {
+                match pinging.as_mut() {
+                    Some((_, ping)) => ping.await,
+                    None => std::future::pending().await,
+                }
+            }, if pinging.is_some() => {
+                pinging = None;
+                if let Err(e) = pong
+                    && e.is_unrecoverable_error()
+                {
+                    break format!("the connection failed: {e}");
+                }
+            }
             push = pushes.recv() => match push {
                 None => break "the connection closed".to_owned(),
                 Some(push) if push.kind == PushKind::Disconnection => break "the connection was lost".to_owned(),
@@ -385,27 +402,18 @@ async fn respond(
             },
             _ = keepalive.tick() => {
                 let loss_after = state.lock().unwrap_or_else(|p| p.into_inner()).loss_after;
-                if answered.elapsed() > loss_after {
-                    break format!("the server did not answer for {:?}", answered.elapsed());
-                }
-                if pinging.is_none() {
-                    let mut conn = conn.clone();
-                    pinging = Some(Box::pin(async move {
-                        redis::cmd("PING").query_async(&mut conn).await
-                    }));
-                }
-            }
-            pong = async {
-                match pinging.as_mut() {
-                    Some(ping) => ping.await,
-                    None => std::future::pending().await,
-                }
-            }, if pinging.is_some() => {
-                pinging = None;
-                match pong {
-                    Ok(_) => answered = Instant::now(),
-                    Err(e) if e.is_unrecoverable_error() => break format!("the connection failed: {e}"),
-                    Err(_) => {}
+                match &pinging {
+                    Some((sent, _)) if sent.elapsed() > loss_after => {
+                        break format!("the server left a PING unanswered for {:?}", sent.elapsed());
+                    }
+                    Some(_) => {}
+                    None => {
+                        let mut conn = conn.clone();
+                        pinging = Some((
+                            Instant::now(),
+                            Box::pin(async move { redis::cmd("PING").query_async(&mut conn).await }),
+                        ));
+                    }
                 }
             }
         }

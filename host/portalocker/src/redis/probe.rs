@@ -31,6 +31,18 @@ struct Candidate {
     holder: Option<String>,
 }
 
+/// Whether a `CLIENT LIST` line shows a connection that sent nothing for a
+/// whole second: a wedged holder does not, while a live Rust contender
+/// (which pings every 100 ms) always shows `idle=0`. A live peer that
+/// missed a ping because it left the channel just before it and came back
+/// after is so never taken for a wedged one.
+fn quiet(line: &str) -> bool {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix("idle="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|idle| idle >= 1)
+}
+
 impl Candidate {
     /// Whether its holder answered (a 3.x peer: whether any legacy record
     /// came).
@@ -127,8 +139,11 @@ impl RedisLock {
                 .iter()
                 .filter(|c| !c.answered(&records))
                 .collect();
-            for candidate in &silent {
-                self.kill(conn, candidate).await;
+            if !silent.is_empty() {
+                let quiet_now = self.quiet_clients(conn).await?;
+                for candidate in silent.iter().filter(|c| quiet_now.contains(&c.client_id)) {
+                    self.kill(conn, candidate).await;
+                }
             }
             let settled = !churned && numsub(conn, &self.channel).await? == expected;
             if !silent.is_empty() || !settled || records.len() < expected_len {
@@ -190,6 +205,27 @@ impl RedisLock {
             .collect())
     }
 
+    /// The ids of the clients that sent nothing for a second (see
+    /// [`quiet`]).
+    async fn quiet_clients(&self, conn: &mut MultiplexedConnection) -> Result<HashSet<String>> {
+        let clients: String = match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
+            Ok(list) => list,
+            Err(e) => {
+                let e = crate::error::Error::from(e);
+                if let crate::error::Error::RedisUnavailable(_) = e {
+                    return Err(e);
+                }
+                return Ok(HashSet::new());
+            }
+        };
+        Ok(clients
+            .lines()
+            .filter(|line| quiet(line))
+            .filter_map(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Kill the connection of a silent holder.
     async fn kill(&self, conn: &mut MultiplexedConnection, candidate: &Candidate) {
         log::info!(
@@ -205,7 +241,8 @@ impl RedisLock {
             .await;
     }
 
-    /// §8: kill the lock subscriptions of `C` whose holders did not answer.
+    /// §8: kill the lock subscriptions of `C` whose holders did not answer
+    /// (and that sent nothing for a second: see [`quiet`]).
     async fn reap(
         &self,
         conn: &mut MultiplexedConnection,
@@ -234,7 +271,7 @@ impl RedisLock {
                 Some(holder) => !answered.contains(holder),
                 None => name == legacy_name && !any_legacy,
             };
-            if silent {
+            if silent && quiet(line) {
                 self.kill(
                     conn,
                     &Candidate {
