@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portalocker::redis::{Pool, RedisLock};
-use portalocker::{BoundedSemaphore, Lock, LockMode};
+use portalocker::{BoundedSemaphore, Lock, LockMode, Wait};
 use portalocker_tests::host::Run;
 use portalocker_tests::programs::WAIT_AND_HOLD;
 use portalocker_tests::redis_server::RedisServer;
@@ -98,8 +98,8 @@ fn cut_redis_waits(pool: &Pool, name: &str, shorten: u32) -> (usize, usize) {
             let lock = RedisLock::with_pool(pool, name)
                 .unwrap()
                 .fencing(true)
-                .mode(mode)
-                .no_timeout();
+                .lock_mode(mode)
+                .wait(Wait::FOREVER);
             match tokio::time::timeout(cut() / shorten, lock.acquire_async()).await {
                 Err(_) => cut_short += 1,
                 Ok(Ok(guard)) => {
@@ -152,7 +152,7 @@ fn redis_acquisitions_dropped_anywhere_leave_nothing() {
     assert_no_traces(&server, name);
     let after = RedisLock::open(&server.url(), name)
         .unwrap()
-        .timeout(Duration::ZERO)
+        .wait(Wait::NONE)
         .acquire()
         .expect("the lock is free");
     drop(after);
@@ -250,7 +250,7 @@ fn plugin_redis_waits_dropped_anywhere_leave_nothing() {
         drop(
             RedisLock::open(&server.url(), name)
                 .unwrap()
-                .timeout(Duration::ZERO)
+                .wait(Wait::NONE)
                 .acquire()
                 .expect("the lock is free"),
         );

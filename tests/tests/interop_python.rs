@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Holder, cli, exit_code, lockworker, pyworker, run_ok};
-use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock};
+use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock, Wait};
 use portalocker_tests::read_counter;
 
 fn py_holder(args: &[&str], path: &std::path::Path) -> Holder {
@@ -22,7 +22,7 @@ fn a_python_holder_blocks_our_lock_and_cli() {
     let path = dir.path().join("py.lock");
     let holder = py_holder(&["hold"], &path);
     let err = Lock::new(&path)
-        .timeout(Duration::from_millis(100))
+        .wait(Wait::up_to(Duration::from_millis(100)))
         .acquire()
         .unwrap_err();
     assert!(err.is_contention(), "{err}");

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Holder, exit_code, lockworker, pyworker, run_ok};
-use portalocker::Error;
 use portalocker::redis::RedisLock;
+use portalocker::{Error, Wait};
 use portalocker_tests::read_counter;
 use portalocker_tests::redis_server::RedisServer;
 
@@ -33,20 +33,20 @@ fn exclusive_locks_exclude_and_hand_over() {
     let server = RedisServer::start();
     let a = lock(&server, "jobs").acquire().unwrap();
     let err = lock(&server, "jobs")
-        .fail_when_locked(true)
+        .wait(Wait::NONE)
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::WouldBlock { .. }), "{err}");
     let started = Instant::now();
     let err = lock(&server, "jobs")
-        .timeout(Duration::from_millis(300))
+        .wait(Wait::up_to(Duration::from_millis(300)))
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(
         lock(&server, "jobs")
-            .timeout(Duration::ZERO)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -58,7 +58,7 @@ fn exclusive_locks_exclude_and_hand_over() {
         move || {
             RedisLock::open(&url, "jobs")
                 .unwrap()
-                .timeout(Duration::from_secs(30))
+                .wait(Wait::up_to(Duration::from_secs(30)))
                 .acquire()
                 .map(drop)
         }
@@ -74,12 +74,12 @@ fn readers_share_and_writers_wait_for_them() {
     let r1 = lock(&server, "doc").shared().acquire().unwrap();
     let r2 = lock(&server, "doc")
         .shared()
-        .fail_when_locked(true)
+        .wait(Wait::NONE)
         .acquire()
         .unwrap();
     assert!(
         lock(&server, "doc")
-            .fail_when_locked(true)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -89,7 +89,7 @@ fn readers_share_and_writers_wait_for_them() {
     assert!(
         lock(&server, "doc")
             .shared()
-            .fail_when_locked(true)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -181,7 +181,7 @@ fn bad_names_and_urls_are_refused() {
     // as unavailable, not as contention.
     let err = RedisLock::open("redis://127.0.0.1:1/", "x")
         .unwrap()
-        .timeout(Duration::from_millis(300))
+        .wait(Wait::up_to(Duration::from_millis(300)))
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::RedisUnavailable(_)), "{err}");
@@ -194,7 +194,7 @@ fn python_and_rust_exclude_each_other() {
     let py = holder(pyworker(), &server, "shared-job", &[]);
     assert!(
         lock(&server, "shared-job")
-            .fail_when_locked(true)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -202,7 +202,7 @@ fn python_and_rust_exclude_each_other() {
     assert!(
         lock(&server, "shared-job")
             .shared()
-            .fail_when_locked(true)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -227,7 +227,7 @@ fn python_and_rust_readers_share_and_gate_writers() {
     let py_reader = holder(pyworker(), &server, "doc", &["shared"]);
     let ours = lock(&server, "doc")
         .shared()
-        .fail_when_locked(true)
+        .wait(Wait::NONE)
         .acquire()
         .unwrap();
     assert_eq!(
@@ -236,7 +236,7 @@ fn python_and_rust_readers_share_and_gate_writers() {
     );
     assert!(
         lock(&server, "doc")
-            .fail_when_locked(true)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -321,7 +321,7 @@ fn a_sigkilled_python_holder_is_taken_over_fast() {
     let started = Instant::now();
     drop(
         lock(&server, "crash")
-            .timeout(Duration::from_secs(10))
+            .wait(Wait::up_to(Duration::from_secs(10)))
             .acquire()
             .unwrap(),
     );
@@ -336,7 +336,7 @@ fn a_sigstopped_python_holder_is_reaped() {
     // SAFETY: plain kill(2) on our child.
     unsafe { libc::kill(py.pid() as i32, libc::SIGSTOP) };
     let got = lock(&server, "wedged")
-        .timeout(Duration::from_secs(15))
+        .wait(Wait::up_to(Duration::from_secs(15)))
         .acquire();
     // SAFETY: as above.
     unsafe { libc::kill(py.pid() as i32, libc::SIGKILL) };

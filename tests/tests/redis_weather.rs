@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Holder, cli, lockworker, pyworker};
-use portalocker::Error;
 use portalocker::redis::RedisLock;
+use portalocker::{Error, Wait};
 use portalocker_tests::proxy::Proxy;
 use portalocker_tests::redis_server::RedisServer;
 
@@ -464,7 +464,7 @@ fn the_release_notice_channel_is_no_lock_name() {
     drop(
         RedisLock::open(&url, old)
             .unwrap()
-            .timeout(Duration::ZERO)
+            .wait(Wait::NONE)
             .acquire()
             .unwrap(),
     );

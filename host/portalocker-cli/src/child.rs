@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io;
 use std::process::Command;
 
-use crate::commands::Failure;
+use crate::failure::{Failure, exit};
 
 /// How the command's life is tied to the lock's.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +18,22 @@ pub enum Tie {
     /// whose connection dies with it). Linux only (a parent-death signal);
     /// elsewhere nothing stops an orphaned command.
     DieWithParent,
+}
+
+impl Tie {
+    /// The command inherits `file`, the locked descriptor.
+    pub fn inherit(file: &std::fs::File) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            Tie::Inherit(file.as_raw_fd())
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = file;
+            Tie::DieWithParent
+        }
+    }
 }
 
 /// Run `command` with `env` added, wait for it, and turn its end into an
@@ -58,23 +74,20 @@ pub fn run_with(
         .spawn()
         .map_err(|e| {
             let code = if e.kind() == io::ErrorKind::NotFound {
-                127
+                exit::NOT_FOUND
             } else {
-                126
+                exit::CANNOT_RUN
             };
-            Failure {
+            Failure::new(
                 code,
-                message: format!("cannot run {}: {e}", program.to_string_lossy()),
-            }
+                format!("cannot run {}: {e}", program.to_string_lossy()),
+            )
         })?;
     forwarding.to(child.id());
     started(child.id());
     let status = child.wait();
     drop(forwarding);
-    let status = status.map_err(|e| Failure {
-        code: 74,
-        message: format!("waiting for the command failed: {e}"),
-    })?;
+    let status = status.map_err(|e| Failure::because(exit::IO, "waiting for the command", e))?;
     if let Some(code) = status.code() {
         return Ok(u8::try_from(code & 0xff).unwrap_or(1));
     }

@@ -1,11 +1,17 @@
-//! `portalocker`: run a command while holding a file lock or a semaphore
-//! slot, flock(1)-style, interoperable with Python's portalocker.
+//! `portalocker`: run a command while holding a file lock, a semaphore slot
+//! or a Redis lock, flock(1)-style and interoperable with Python's
+//! portalocker (`lock`, `semaphore`, `redis-lock`), or run a wasm plugin
+//! that takes those locks itself (`run`).
 
 mod args;
 mod cache;
 mod child;
-mod commands;
-mod plugin;
+mod failure;
+mod lock;
+mod redis_lock;
+mod run;
+mod semaphore;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -19,13 +25,19 @@ fn main() -> ExitCode {
             // Help and version are not errors; a bad command line is 64
             // (EX_USAGE), as documented.
             return if e.use_stderr() {
-                ExitCode::from(64)
+                ExitCode::from(failure::exit::USAGE)
             } else {
                 ExitCode::SUCCESS
             };
         }
     };
-    match commands::run(cli) {
+    let outcome = match cli.command {
+        args::Command::Lock(args) => lock::run(args),
+        args::Command::Semaphore(args) => semaphore::run(args),
+        args::Command::RedisLock(args) => redis_lock::run(args),
+        args::Command::Run(args) => run::run(args),
+    };
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             if !failure.message.is_empty() {

@@ -49,15 +49,6 @@ impl LockError {
         LockError::Code(ErrorCode::LimitExceeded(message.into()))
     }
 
-    /// Contention at the end of a wait of `timeout`: `would-block` for a
-    /// call that was not allowed to wait, `timed-out` otherwise.
-    pub(crate) fn contention(timeout: Option<std::time::Duration>) -> Self {
-        match timeout {
-            Some(t) if t.is_zero() => LockError::Code(ErrorCode::WouldBlock),
-            _ => LockError::Code(ErrorCode::TimedOut),
-        }
-    }
-
     /// An OS error on the guest path `guest` (host paths never reach the
     /// guest). A host out of descriptors is `limit-exceeded`.
     pub(crate) fn from_io(guest: &str, error: io::Error) -> Self {

@@ -7,19 +7,20 @@
 //! allows (then re-locking costs no open), with an identity re-check: a file
 //! replaced meanwhile is locked anew.
 
+use std::cell::Cell;
 use std::fs::File;
+use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portalocker::{LockFlags, LockMode};
+use portalocker::{LockGuard, LockMode, Wait};
 use wasmtime::component::Resource;
 
 use crate::bindings::{async_, sync_};
 use crate::budget::{Budget, Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
-use crate::error::{ErrorCode, LockError, trap};
+use crate::error::{LockError, trap};
 use crate::sandbox::{self, FileKey, Resolved};
-use crate::wake;
 
 /// A descriptor kept between locks, charged to the idle-descriptor budget.
 #[derive(Debug)]
@@ -45,8 +46,7 @@ pub struct FileLockHandle {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct FileLockGuardHandle {
-    file: Option<File>,
-    mode: LockMode,
+    guard: Option<LockGuard>,
     key: FileKey,
     spare: Spare,
     budget: Arc<Budget>,
@@ -57,24 +57,21 @@ impl FileLockGuardHandle {
     /// Unlock, then keep the descriptor for the next lock if the budget
     /// allows (or close it).
     fn release_inner(&mut self) -> Result<(), portalocker::Error> {
-        let Some(file) = self.file.take() else {
+        let Some(guard) = self.guard.take() else {
             return Ok(());
         };
-        let unlocked = portalocker::unlock(&file);
-        wake::released(self.key);
-        if unlocked.is_ok() {
-            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-            if spare.is_none()
-                && let Ok(charge) = self.budget.charge(&[(Kind::IdleDescriptors, 1)])
-            {
-                *spare = Some(SpareFile {
-                    file,
-                    key: self.key,
-                    _charge: charge,
-                });
-            }
+        let file = guard.into_unlocked()?;
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.is_none()
+            && let Ok(charge) = self.budget.charge(&[(Kind::IdleDescriptors, 1)])
+        {
+            *spare = Some(SpareFile {
+                file,
+                key: self.key,
+                _charge: charge,
+            });
         }
-        unlocked
+        Ok(())
     }
 }
 
@@ -85,9 +82,10 @@ impl Drop for FileLockGuardHandle {
     }
 }
 
-/// How often a lock is retaken because its path was swapped while locking
-/// before giving up (someone keeps replacing the file).
-const STALE_RETRIES: u32 = 100;
+/// How long a guest asked to wait (`None`: as long as it takes).
+pub(crate) fn waiting(timeout: Option<Duration>) -> Wait {
+    timeout.map_or(Wait::FOREVER, Wait::up_to)
+}
 
 impl LocksCtxView<'_> {
     fn open_file_lock(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
@@ -115,6 +113,7 @@ impl LocksCtxView<'_> {
     ) -> Result<(Resolved, Spare, Charge), LockError> {
         let handle = self.table.get(handle)?;
         let (resolved, spare) = (handle.resolved.clone(), Arc::clone(&handle.spare));
+        resolved.check_lock_file()?;
         let charge = self.ctx.budget.charge(&[
             (Kind::Held, 1),
             (Kind::Handles, 1),
@@ -131,28 +130,20 @@ impl LocksCtxView<'_> {
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let (resolved, spare, charge) = self.prepare_lock(handle)?;
-        let deadline = wake::deadline(timeout);
-        let mut retries = 0;
-        let (file, key) = loop {
-            let (file, key) = take_or_open(&spare, &resolved)?;
-            let result = match deadline {
-                None => portalocker::lock(&file, LockFlags::new(mode, false)),
-                Some(deadline) => portalocker::lock_timeout(&file, mode, wake::remaining(deadline)),
-            };
-            match result {
-                Ok(()) => {}
-                Err(e) if e.is_contention() => return Err(LockError::contention(timeout)),
-                Err(e) => return Err(LockError::from_core(&resolved.guest, e)),
-            }
-            if let Some(named) = still_named(file, key, &resolved, &mut retries)? {
-                break named;
-            }
-        };
-        self.push_guard(file, key, mode, spare, charge)
+        let key = Cell::new((0, 0));
+        let guard = portalocker::lock_opened(
+            || take_or_open(&spare, &resolved, &key),
+            |_| Ok(resolved.names(key.get())),
+            &resolved.guest,
+            mode,
+            waiting(timeout),
+        )
+        .map_err(|e| LockError::from_core(&resolved.guest, e))?;
+        self.push_guard(guard, key.get(), spare, charge)
     }
 
-    /// Lock without blocking the executor: try, then wait for a release in
-    /// this process or a short, growing pause, up to `timeout`.
+    /// Lock without blocking the executor: the core's async wait, which
+    /// sleeps until a release in this process or a short, growing pause.
     async fn lock_waiting(
         &mut self,
         handle: &Resource<FileLockHandle>,
@@ -160,37 +151,34 @@ impl LocksCtxView<'_> {
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let (resolved, spare, charge) = self.prepare_lock(handle)?;
-        let deadline = wake::deadline(timeout);
-        let flags = LockFlags::new(mode, true);
-        let mut retries = 0;
-        let (file, key) = loop {
-            let (file, key) = take_or_open(&spare, &resolved)?;
-            let attempt = || match portalocker::lock(&file, flags) {
-                Ok(()) => Ok(true),
-                Err(e) if e.is_contention() => Ok(false),
-                Err(e) => Err(LockError::from_core(&resolved.guest, e)),
-            };
-            if !wake::wait_until(Some(key), deadline, attempt).await? {
-                return Err(LockError::contention(timeout));
-            }
-            if let Some(named) = still_named(file, key, &resolved, &mut retries)? {
-                break named;
-            }
-        };
-        self.push_guard(file, key, mode, spare, charge)
+        let key = Mutex::new((0, 0));
+        let guard = portalocker::lock_opened_async(
+            || {
+                let cell = Cell::new((0, 0));
+                let file = take_or_open(&spare, &resolved, &cell)?;
+                *key.lock().unwrap_or_else(|p| p.into_inner()) = cell.get();
+                Ok(file)
+            },
+            |_| Ok(resolved.names(*key.lock().unwrap_or_else(|p| p.into_inner()))),
+            &resolved.guest,
+            mode,
+            waiting(timeout),
+        )
+        .await
+        .map_err(|e| LockError::from_core(&resolved.guest, e))?;
+        let key = *key.lock().unwrap_or_else(|p| p.into_inner());
+        self.push_guard(guard, key, spare, charge)
     }
 
     fn push_guard(
         &mut self,
-        file: File,
+        guard: LockGuard,
         key: FileKey,
-        mode: LockMode,
         spare: Spare,
         charge: Charge,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         Ok(self.table.push(FileLockGuardHandle {
-            file: Some(file),
-            mode,
+            guard: Some(guard),
             key,
             spare,
             budget: Arc::clone(&self.ctx.budget),
@@ -206,43 +194,20 @@ impl LocksCtxView<'_> {
     }
 }
 
-/// The handle's kept descriptor, or a fresh open of its path, with its
-/// identity.
-fn take_or_open(spare: &Spare, resolved: &Resolved) -> Result<(File, FileKey), LockError> {
+/// The handle's kept descriptor, or a fresh open of its path; its identity
+/// goes to `key`.
+fn take_or_open(spare: &Spare, resolved: &Resolved, key: &Cell<FileKey>) -> io::Result<File> {
     let kept = spare.lock().unwrap_or_else(|p| p.into_inner()).take();
-    match kept {
-        Some(kept) => Ok((kept.file, kept.key)),
+    let (file, identity) = match kept {
+        Some(kept) => (kept.file, kept.key),
         None => {
             let file = resolved.open_lock_file()?;
-            let key = sandbox::key_of(&file);
-            Ok((file, key))
+            let identity = sandbox::key_of(&file);
+            (file, identity)
         }
-    }
-}
-
-/// After locking `file`: if its path still names it, the file; if the path
-/// was unlinked or replaced meanwhile (the lock would exclude nobody),
-/// unlock and close it and return `None`, to lock the current file.
-fn still_named(
-    file: File,
-    key: FileKey,
-    resolved: &Resolved,
-    retries: &mut u32,
-) -> Result<Option<(File, FileKey)>, LockError> {
-    if resolved.names(key) {
-        return Ok(Some((file, key)));
-    }
-    let _ = portalocker::unlock(&file);
-    drop(file);
-    *retries += 1;
-    if *retries > STALE_RETRIES {
-        return Err(ErrorCode::Other(format!(
-            "{:?} kept being replaced while locking",
-            resolved.guest
-        ))
-        .into());
-    }
-    Ok(None)
+    };
+    key.set(identity);
+    Ok(file)
 }
 
 /// The guard's calls, the same in both flavours.
@@ -253,12 +218,15 @@ macro_rules! guard_impl {
                 &mut self,
                 self_: Resource<FileLockGuardHandle>,
             ) -> wasmtime::Result<$gen::portalocker::locks::file_lock::LockMode> {
-                let mode = self
+                let handle = self
                     .table
                     .get(&self_)
                     .map_err(LockError::from)
-                    .map_err(trap)?
-                    .mode;
+                    .map_err(trap)?;
+                let mode = handle
+                    .guard
+                    .as_ref()
+                    .map_or(LockMode::Exclusive, LockGuard::lock_mode);
                 Ok(mode.into())
             }
 

@@ -52,10 +52,11 @@
 //!
 //! [`add_to_linker_sync`] blocks the calling thread while a guest waits for
 //! a lock (parked in the kernel). [`add_to_linker_async`] never blocks the
-//! executor: a waiting guest's fiber sleeps until a release in this process
-//! wakes it, or polls after a short pause (growing to 10 ms) for releases by
-//! other processes, so many waiting instances need no thread each. It needs
-//! a tokio runtime, as `wasmtime_wasi` does.
+//! executor: a waiting guest's fiber sleeps (the native library's
+//! `acquire_async` waits) until a release in this process wakes it, or polls
+//! after a short pause (growing to 10 ms) for releases by other processes,
+//! so many waiting instances need no thread each. It needs a tokio runtime,
+//! as `wasmtime_wasi` does.
 //!
 //! # The sandbox
 //!
@@ -93,7 +94,6 @@ mod file_lock;
 mod redis_lock;
 mod sandbox;
 mod semaphore;
-mod wake;
 
 pub use budget::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_HANDLES, DEFAULT_MAX_HELD, DEFAULT_MAX_IDLE_DESCRIPTORS,

@@ -21,6 +21,7 @@ use crate::bindings::{async_, sync_};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{ErrorCode, LockError, trap};
+use crate::file_lock::waiting;
 
 /// The longest Redis lock name a guest may use, in bytes (before the
 /// host's prefix).
@@ -162,11 +163,13 @@ impl LocksCtxView<'_> {
             (Kind::Handles, 1),
             (Kind::Bytes, HANDLE_OVERHEAD),
         ])?;
-        let lock = self.table.get(handle)?.lock.clone().mode(mode);
-        let lock = match timeout {
-            Some(timeout) => lock.timeout(timeout),
-            None => lock.no_timeout(),
-        };
+        let lock = self
+            .table
+            .get(handle)?
+            .lock
+            .clone()
+            .lock_mode(mode)
+            .wait(waiting(timeout));
         Ok((lock, charge))
     }
 

@@ -205,16 +205,21 @@ impl Resolved {
         strip_prefixes(&self.relative).is_empty()
     }
 
-    /// Open (creating it) the lock file this names: a regular file, never
-    /// reached through a symlink out of the grant or a final symlink.
-    pub(crate) fn open_lock_file(&self) -> Result<File, LockError> {
+    /// Refuse a path that names a granted directory itself.
+    pub(crate) fn check_lock_file(&self) -> Result<(), LockError> {
         if self.is_grant() {
             return Err(LockError::invalid(format!(
                 "{:?} names a granted directory, not a lock file in it",
                 self.guest
             )));
         }
-        open_in(&self.grant.dir, &self.relative).map_err(|e| LockError::from_io(&self.guest, e))
+        Ok(())
+    }
+
+    /// Open (creating it) the lock file this names: a regular file, never
+    /// reached through a symlink out of the grant or a final symlink.
+    pub(crate) fn open_lock_file(&self) -> io::Result<File> {
+        open_in(&self.grant.dir, &self.relative)
     }
 
     /// Open the lock file `name` in the directory this names.

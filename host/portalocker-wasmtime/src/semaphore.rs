@@ -9,15 +9,15 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use portalocker::{BoundedSemaphore, LockFlags, LockGuard, LockMode, SemaphorePermit};
+use portalocker::{BoundedSemaphore, SemaphorePermit};
 use wasmtime::component::Resource;
 
 use crate::bindings::{async_, sync_};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{LockError, trap};
-use crate::sandbox::{self, FileKey, Resolved};
-use crate::wake;
+use crate::file_lock::waiting;
+use crate::sandbox::{self, Resolved};
 
 /// A semaphore the guest named (`semaphore`).
 #[doc(hidden)]
@@ -34,19 +34,13 @@ pub struct SemaphoreHandle {
 pub struct PermitHandle {
     permit: Option<SemaphorePermit>,
     slot: u32,
-    key: FileKey,
     _charge: Charge,
 }
 
 impl PermitHandle {
     /// Free the slot now, reporting failures.
     fn release(&mut self) -> Result<(), portalocker::Error> {
-        let Some(permit) = self.permit.take() else {
-            return Ok(());
-        };
-        let result = permit.release();
-        wake::released(self.key);
-        result
+        self.permit.take().map_or(Ok(()), SemaphorePermit::release)
     }
 }
 
@@ -74,22 +68,6 @@ impl SemaphoreHandle {
             .and_then(Path::file_name)
             .map(|name| self.slot_path(&name.to_string_lossy()));
         LockError::from_core(slot.as_deref().unwrap_or(&self.dir.guest), error)
-    }
-
-    /// Sweep the slots once: the first one free, locked.
-    fn sweep(&self) -> Result<Option<(File, usize)>, LockError> {
-        for slot in 0..self.semaphore.maximum() {
-            let name = self.semaphore.slot_file_name(slot);
-            let file = self
-                .open_slot(&name)
-                .map_err(|e| LockError::from_io(&self.slot_path(&name), e))?;
-            match portalocker::lock(&file, LockFlags::EXCLUSIVE | LockFlags::NON_BLOCKING) {
-                Ok(()) => return Ok(Some((file, slot))),
-                Err(e) if e.is_contention() => continue,
-                Err(e) => return Err(LockError::from_core(&self.slot_path(&name), e)),
-            }
-        }
-        Ok(None)
     }
 }
 
@@ -139,13 +117,11 @@ impl LocksCtxView<'_> {
     ) -> Result<Resource<PermitHandle>, LockError> {
         let charge = self.charge_permit()?;
         let sem = self.table.get(handle)?;
-        let open = |name: &str| sem.open_slot(name);
         let permit = sem
             .semaphore
-            .acquire_with_opener(timeout, &open)
+            .acquire_with_opener(waiting(timeout), &|name| sem.open_slot(name))
             .map_err(|e| sem.error(e))?;
-        let key = sandbox::key_of(permit.file());
-        self.push_permit(permit, key, charge)
+        self.push_permit(permit, charge)
     }
 
     /// Take a slot without blocking the executor.
@@ -156,35 +132,23 @@ impl LocksCtxView<'_> {
     ) -> Result<Resource<PermitHandle>, LockError> {
         let charge = self.charge_permit()?;
         let sem = self.table.get(handle)?;
-        let mut found = None;
-        let got = wake::wait_until(None, wake::deadline(timeout), || {
-            found = sem.sweep()?;
-            Ok(found.is_some())
-        })
-        .await?;
-        let Some((file, slot)) = found.filter(|_| got) else {
-            return Err(LockError::contention(timeout));
-        };
-        let key = sandbox::key_of(&file);
-        let path = sem.semaphore.filename(slot);
-        let permit = SemaphorePermit::from_locked(
-            LockGuard::from_locked(file, path, LockMode::Exclusive),
-            slot,
-        );
-        self.push_permit(permit, key, charge)
+        let permit = sem
+            .semaphore
+            .acquire_with_opener_async(waiting(timeout), &|name| sem.open_slot(name))
+            .await
+            .map_err(|e| sem.error(e))?;
+        self.push_permit(permit, charge)
     }
 
     fn push_permit(
         &mut self,
         permit: SemaphorePermit,
-        key: FileKey,
         charge: Charge,
     ) -> Result<Resource<PermitHandle>, LockError> {
         let slot = u32::try_from(permit.slot()).unwrap_or(u32::MAX);
         Ok(self.table.push(PermitHandle {
             permit: Some(permit),
             slot,
-            key,
             _charge: charge,
         })?)
     }

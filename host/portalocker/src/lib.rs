@@ -8,10 +8,10 @@
 //! ```no_run
 //! use std::io::Write;
 //! use std::time::Duration;
-//! use portalocker::Lock;
+//! use portalocker::{Lock, Wait};
 //!
 //! let mut guard = Lock::new("/var/tmp/report.log")
-//!     .timeout(Duration::from_secs(10))
+//!     .wait(Wait::up_to(Duration::from_secs(10)))
 //!     .acquire()?;            // waits, parked in the kernel, up to 10 s
 //! writeln!(guard, "one line, written alone")?;
 //! // dropped: unlocked and closed
@@ -30,18 +30,25 @@
 //! | `BoundedSemaphore`, `NamedBoundedSemaphore` | [`BoundedSemaphore`] → [`SemaphorePermit`] |
 //! | `open_atomic` | [`open_atomic`], [`AtomicFile`] |
 //! | `AlreadyLocked` / `LockException` | [`Error::is_contention`] / the other [`Error`] variants |
+//! | `timeout`, `check_interval`, `fail_when_locked` | one [`Wait`] |
 //!
-//! Guards release on drop (errors are logged at `warn` level, portalocker's
-//! default policy) and have a `release()` that reports them.
+//! Every lock kind has the same verbs: `acquire` (waiting as configured
+//! with `.wait(…)`), `try_acquire` (once), `acquire_timeout` and, with the
+//! `async` feature, `acquire_async`. Guards release on drop (errors are
+//! logged at `warn` level, portalocker's default policy) and have a
+//! `release()` that reports them.
 //!
 //! # Waiting
 //!
 //! portalocker polls every 0.25 s. Here a contended wait parks in the kernel
 //! and wakes when the lock is released; a timeout is honoured to the
 //! millisecond (on Unix, a `SIGURG` aimed at the waiting thread cuts the
-//! wait short at the deadline; see [`Wait`]). [`Wait::Poll`] keeps
-//! portalocker's schedule where blocking locks misbehave (some network
-//! filesystems).
+//! wait short at the deadline). [`Wait::polling`] keeps portalocker's
+//! schedule where blocking locks misbehave (some network filesystems).
+//! `acquire_async` never blocks an executor: it sleeps until a release in
+//! this process wakes it, or a short pause passes. [`lock_opened`] locks a
+//! file you open yourself (through a sandboxed directory handle, say) with
+//! the same waits.
 //!
 //! # Advisory locks
 //!
@@ -73,18 +80,21 @@ mod rlock;
 mod semaphore;
 mod sys;
 mod temporary;
+mod wait;
 
 pub use atomic::{AtomicFile, open_atomic};
 pub use error::{Error, Result};
 pub use flags::{LockFlags, LockMode};
-pub use lock::{
-    DEFAULT_CHECK_INTERVAL, DEFAULT_TIMEOUT, Lock, LockGuard, Wait, lock, lock_timeout, unlock,
-};
+pub use lock::{Lock, LockGuard, lock, lock_timeout, unlock};
 pub use mode::FileMode;
 pub use pidfile::{PidFileLock, PidLock, PidLockGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, DEFAULT_PATTERN, MAX_NAME_LEN, MAX_SLOTS, SemaphorePermit};
 pub use temporary::{TemporaryFileLock, TemporaryLockGuard};
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use wait::lock_opened_async;
+pub use wait::{DEFAULT_CHECK_INTERVAL, DEFAULT_TIMEOUT, Wait, lock_opened};
 
 /// The PID of the process holding a lock on `file`, where the platform tells
 /// (Linux reads `/proc/locks`); `None` when unknown or unheld.

@@ -11,11 +11,7 @@ use crate::error::{Error, Result};
 use crate::flags::{LockFlags, LockMode};
 use crate::mode::FileMode;
 use crate::sys;
-
-/// portalocker's default timeout: 5 seconds.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// portalocker's default check interval: 0.25 seconds.
-pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+use crate::wait::{Wait, lock_opened};
 
 /// Lock an open file, as portalocker's `lock(file, flags)` does.
 ///
@@ -82,7 +78,7 @@ pub fn lock_timeout(file: &File, mode: LockMode, timeout: Duration) -> Result<()
     let deadline = Instant::now().checked_add(timeout);
     let result = match deadline {
         _ if timeout.is_zero() => sys::try_lock(file, mode),
-        Some(deadline) => sys::lock_until(file, mode, deadline),
+        Some(deadline) => crate::wait::lock_until(file, mode, deadline),
         None => sys::lock_blocking(file, mode).map(|()| true),
     };
     match result {
@@ -110,136 +106,20 @@ pub fn unlock(file: &File) -> Result<()> {
     sys::unlock(file).map_err(|e| Error::io("unlock", None, e))
 }
 
-/// How a contended acquisition waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Wait {
-    /// Park in the kernel and wake on release (default): a handover takes
-    /// microseconds and the timeout is honoured to the millisecond.
-    #[default]
-    Park,
-    /// portalocker's schedule: retry at multiples of this interval (at least
-    /// 1 ms apart), the last retry capped at the deadline. For filesystems
-    /// whose blocking locks misbehave.
-    Poll(Duration),
-}
-
-/// When an acquisition gives up.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Patience {
-    /// One attempt; contention is [`Error::WouldBlock`].
-    Once,
-    /// Until the deadline; then [`Error::TimedOut`].
-    Until {
-        deadline: Instant,
-        timeout: Duration,
-    },
-    /// As long as it takes.
-    Forever,
-}
-
-impl Patience {
-    /// Patience for a timeout measured from now; `None` waits forever, and a
-    /// zero timeout (or one too large to represent) is handled.
-    pub(crate) fn from_timeout(timeout: Option<Duration>) -> Self {
-        match timeout {
-            None => Patience::Forever,
-            Some(t) if t.is_zero() => Patience::Once,
-            Some(timeout) => match Instant::now().checked_add(timeout) {
-                Some(deadline) => Patience::Until { deadline, timeout },
-                None => Patience::Forever,
-            },
-        }
-    }
-
-    /// Wait for the lock on `file` as patiently as this says; `Ok(false)`
-    /// on contention that outlasted the patience.
-    pub(crate) fn wait(self, file: &File, mode: LockMode, wait: Wait) -> io::Result<bool> {
-        match (self, wait) {
-            (Patience::Once, _) => sys::try_lock(file, mode),
-            (Patience::Forever, Wait::Park) => sys::lock_blocking(file, mode).map(|()| true),
-            (Patience::Until { deadline, .. }, Wait::Park) => sys::lock_until(file, mode, deadline),
-            (Patience::Forever, Wait::Poll(interval)) => poll(file, mode, None, interval),
-            (Patience::Until { deadline, .. }, Wait::Poll(interval)) => {
-                poll(file, mode, Some(deadline), interval)
-            }
-        }
-    }
-
-    /// The contention error this patience ends with.
-    pub(crate) fn contention(self, path: &Path) -> Error {
-        match self {
-            Patience::Until { timeout, .. } => Error::TimedOut {
-                path: Some(path.to_path_buf()),
-                timeout,
-                holder_pid: None,
-            },
-            _ => Error::WouldBlock {
-                path: Some(path.to_path_buf()),
-                holder_pid: None,
-            },
-        }
-    }
-
-    /// What is left of the patience, as a timeout from now.
-    pub(crate) fn remaining(self) -> Option<Duration> {
-        match self {
-            Patience::Once => Some(Duration::ZERO),
-            Patience::Until { deadline, .. } => {
-                Some(deadline.saturating_duration_since(Instant::now()))
-            }
-            Patience::Forever => None,
-        }
-    }
-
-    /// Whether there is time left for another attempt.
-    pub(crate) fn expired(self) -> bool {
-        match self {
-            Patience::Once => true,
-            Patience::Until { deadline, .. } => Instant::now() >= deadline,
-            Patience::Forever => false,
-        }
-    }
-}
-
-/// portalocker's retry schedule: attempts at multiples of `interval` from
-/// the start, each sleep at least 1 ms and capped at the deadline.
-fn poll(
-    file: &File,
-    mode: LockMode,
-    deadline: Option<Instant>,
-    interval: Duration,
-) -> io::Result<bool> {
-    let start = Instant::now();
-    for attempt in 1u32.. {
-        if sys::try_lock(file, mode)? {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        let until_deadline = match deadline {
-            Some(deadline) if now >= deadline => return Ok(false),
-            Some(deadline) => deadline - now,
-            None => Duration::MAX,
-        };
-        let until_slot = (start + interval.saturating_mul(attempt)).saturating_duration_since(now);
-        std::thread::sleep(until_slot.min(until_deadline).max(Duration::from_millis(1)));
-    }
-    unreachable!("the retry loop only ends by returning")
-}
-
 /// portalocker's `Lock`: a lock on a file named by path, opened on acquire.
 ///
-/// Defaults are portalocker's: mode `a`, flags `EXCLUSIVE | NON_BLOCKING`, a
-/// 5 second timeout, no fail-when-locked. Unlike portalocker, the wait parks
-/// in the kernel instead of polling every 0.25 s (see [`Wait`]).
+/// Defaults are portalocker's: mode `a`, flags `EXCLUSIVE | NON_BLOCKING`,
+/// [`Wait::DEFAULT`] (up to 5 s). Unlike portalocker, the wait parks in the
+/// kernel instead of polling every 0.25 s (see [`Wait`]).
 ///
 /// ```
 /// use std::io::Write;
 /// use std::time::Duration;
-/// use portalocker::{FileMode, Lock};
+/// use portalocker::{FileMode, Lock, Wait};
 /// # let dir = tempfile::tempdir()?;
 /// let lock = Lock::new(dir.path().join("report.txt"))
 ///     .mode(FileMode::Write)
-///     .timeout(Duration::from_secs(1));
+///     .wait(Wait::up_to(Duration::from_secs(1)));
 /// let mut guard = lock.acquire()?; // truncated only now that it is locked
 /// guard.write_all(b"done\n")?;
 /// guard.release()?; // or let it drop
@@ -254,9 +134,7 @@ pub struct Lock {
     path: PathBuf,
     mode: FileMode,
     flags: LockFlags,
-    timeout: Option<Duration>,
     wait: Wait,
-    fail_when_locked: bool,
 }
 
 impl Lock {
@@ -268,9 +146,7 @@ impl Lock {
             path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             mode: FileMode::default(),
             flags: LockFlags::default(),
-            timeout: Some(DEFAULT_TIMEOUT),
-            wait: Wait::Park,
-            fail_when_locked: false,
+            wait: Wait::DEFAULT,
         }
     }
 
@@ -281,9 +157,8 @@ impl Lock {
     }
 
     /// portalocker's lock flags (default `EXCLUSIVE | NON_BLOCKING`). Flags
-    /// without `NON_BLOCKING` wait for the lock as long as it takes and
-    /// ignore the timeout, as portalocker does. They are validated on
-    /// acquire.
+    /// without `NON_BLOCKING` wait for the lock as long as it takes, whatever
+    /// the [`Wait`], as portalocker does. They are validated on acquire.
     pub fn flags(mut self, flags: LockFlags) -> Self {
         self.flags = flags;
         self
@@ -297,35 +172,10 @@ impl Lock {
         self
     }
 
-    /// How long a contended acquire waits (default 5 s). Zero means one
-    /// attempt.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Wait as long as it takes (no timeout).
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self
-    }
-
-    /// Poll on portalocker's schedule with this interval instead of parking
-    /// in the kernel (see [`Wait::Poll`]).
-    pub fn check_interval(mut self, interval: Duration) -> Self {
-        self.wait = Wait::Poll(interval);
-        self
-    }
-
-    /// How a contended acquire waits (default [`Wait::Park`]).
+    /// How [`Lock::acquire`] waits (default [`Wait::DEFAULT`]): portalocker's
+    /// `timeout`, `check_interval` and `fail_when_locked` in one.
     pub fn wait(mut self, wait: Wait) -> Self {
         self.wait = wait;
-        self
-    }
-
-    /// Fail at the first contention instead of waiting (default `false`).
-    pub fn fail_when_locked(mut self, fail: bool) -> Self {
-        self.fail_when_locked = fail;
         self
     }
 
@@ -344,79 +194,82 @@ impl Lock {
         self.mode
     }
 
-    /// The configured timeout (`None`: no timeout).
-    pub fn lock_timeout(&self) -> Option<Duration> {
-        self.timeout
+    /// How [`Lock::acquire`] waits, blocking flags considered.
+    pub fn waits(&self) -> Wait {
+        if self.flags.contains(LockFlags::NON_BLOCKING) {
+            self.wait
+        } else {
+            self.wait.forever()
+        }
     }
 
-    /// Open the file and lock it, waiting as configured.
-    ///
-    /// Blocks up to the timeout (forever with blocking flags or
-    /// [`Lock::no_timeout`]; not at all with fail-when-locked).
+    /// Open the file and lock it, waiting as configured (see
+    /// [`Lock::waits`]).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for invalid flags (nothing is opened);
     /// [`Error::Io`] when the file cannot be opened (a missing directory, a
     /// symlink, permissions), never retried; [`Error::WouldBlock`] on
-    /// contention with fail-when-locked or a zero timeout;
-    /// [`Error::TimedOut`] when the timeout ran out.
+    /// contention with [`Wait::NONE`]; [`Error::TimedOut`] when the wait ran
+    /// out.
     pub fn acquire(&self) -> Result<LockGuard> {
-        self.acquire_with(self.patience(self.timeout))
+        self.acquire_waiting(self.waits())
     }
 
-    /// Open the file and try once to lock it.
-    ///
-    /// Never blocks.
+    /// Open the file and try once to lock it. Never blocks.
     ///
     /// # Errors
     ///
     /// As [`Lock::acquire`]; contention is [`Error::WouldBlock`].
     pub fn try_acquire(&self) -> Result<LockGuard> {
-        self.acquire_with(Patience::Once)
+        self.acquire_waiting(Wait::NONE)
     }
 
-    /// Open the file and lock it, waiting at most `timeout` (overriding the
-    /// configured timeout, the blocking flags and fail-when-locked).
+    /// Open the file and lock it, waiting at most `timeout` (the configured
+    /// way, parked or polling), whatever the configured length and flags.
     ///
     /// # Errors
     ///
     /// As [`Lock::acquire`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard> {
-        self.acquire_with(Patience::from_timeout(Some(timeout)))
+        self.acquire_waiting(self.wait.for_up_to(timeout))
     }
 
-    fn patience(&self, timeout: Option<Duration>) -> Patience {
-        let non_blocking = self.flags.contains(LockFlags::NON_BLOCKING);
-        if self.fail_when_locked {
-            Patience::Once
-        } else if !non_blocking {
-            Patience::Forever
-        } else {
-            Patience::from_timeout(timeout)
-        }
-    }
-
-    pub(crate) fn acquire_with(&self, patience: Patience) -> Result<LockGuard> {
+    /// [`Lock::acquire`] without blocking an executor: the wait sleeps
+    /// until a release of the file in this process wakes it, or a short
+    /// pause (growing to 10 ms) passes. Cancel-safe. Needs a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::acquire`].
+    #[cfg(feature = "async")]
+    pub async fn acquire_async(&self) -> Result<LockGuard> {
         let (mode, _) = self.flags.validate()?;
-        let mut options = self.mode.open_options();
-        let file = sys::open_no_follow(&self.path, &mut options)
-            .map_err(|e| Error::io("open", self.path.clone(), e))?;
-        let locked = match patience.wait(&file, mode, self.wait) {
-            Ok(locked) => locked,
-            Err(e) => return Err(Error::io("lock", self.path.clone(), e)),
-        };
-        if !locked {
-            let holder = sys::holder_pid(&file);
-            return Err(patience
-                .contention(&self.path)
-                .with_context(&self.path, holder));
-        }
-        let guard = LockGuard {
-            file: Some(file),
-            path: self.path.clone(),
+        let guard = crate::wait::lock_opened_async(
+            || self.open(),
+            |_| Ok(true),
+            &self.path,
             mode,
-        };
+            self.waits(),
+        )
+        .await?;
+        self.prepared(guard)
+    }
+
+    pub(crate) fn acquire_waiting(&self, wait: Wait) -> Result<LockGuard> {
+        let (mode, _) = self.flags.validate()?;
+        let guard = lock_opened(|| self.open(), |_| Ok(true), &self.path, mode, wait)?;
+        self.prepared(guard)
+    }
+
+    /// Open the file in the lock's mode, never through a symlink.
+    pub(crate) fn open(&self) -> io::Result<File> {
+        sys::open_no_follow(&self.path, &mut self.mode.open_options())
+    }
+
+    /// Truncate a freshly locked file if the mode says so.
+    fn prepared(&self, guard: LockGuard) -> Result<LockGuard> {
         if self.mode.truncates() {
             // On failure the guard drops: unlock and close, then report.
             guard.truncate()?;
@@ -486,43 +339,58 @@ impl LockGuard {
             .map_err(|e| Error::io("truncate", self.path.clone(), e))
     }
 
-    /// Lock a file you opened yourself (through a sandboxed directory
-    /// handle, say) and guard it. `path` is only used in messages.
-    ///
-    /// `timeout`: `None` waits as long as it takes, zero tries once.
+    /// Lock a file you opened yourself and guard it, waiting as `wait`
+    /// says. `path` is only used in messages. (To open it through your own
+    /// directory handle at every attempt, see [`lock_opened`].)
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use portalocker::{LockGuard, LockMode};
+    /// use portalocker::{LockGuard, LockMode, Wait};
     /// # let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("opened.lock");
     /// let file = std::fs::File::create(&path)?;
-    /// let guard = LockGuard::lock_file(file, &path, LockMode::Exclusive, Some(Duration::ZERO))?;
+    /// let guard = LockGuard::lock_file(file, &path, LockMode::Exclusive, Wait::NONE)?;
     /// # drop(guard);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] (zero timeout) or [`Error::TimedOut`] on
-    /// contention, [`Error::Io`] when locking fails. The file is closed on
-    /// error.
+    /// [`Error::WouldBlock`] or [`Error::TimedOut`] on contention,
+    /// [`Error::Io`] when locking fails. The file is closed on error.
     pub fn lock_file(
         file: File,
         path: impl Into<PathBuf>,
         mode: LockMode,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<LockGuard> {
-        let path = path.into();
-        let patience = Patience::from_timeout(timeout);
-        match patience.wait(&file, mode, Wait::Park) {
-            Ok(true) => Ok(LockGuard::from_locked(file, path, mode)),
-            Ok(false) => {
-                let holder = sys::holder_pid(&file);
-                Err(patience.contention(&path).with_context(&path, holder))
-            }
-            Err(e) => Err(Error::io("lock", path, e)),
-        }
+        let mut file = Some(file);
+        lock_opened(
+            || {
+                file.take()
+                    .ok_or_else(|| io::Error::other("the file was replaced while locking"))
+            },
+            |_| Ok(true),
+            path,
+            mode,
+            wait,
+        )
+    }
+
+    /// Unlock and hand the file back, open, for reuse (the next lock of the
+    /// same path then needs no open).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when unlocking fails; the file is closed then.
+    pub fn into_unlocked(mut self) -> Result<File> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::io("unlock", self.path.clone(), io::Error::other("released")))?;
+        #[cfg(feature = "async")]
+        crate::wait::released(&file);
+        sys::unlock(&file).map_err(|e| Error::io("unlock", self.path.clone(), e))?;
+        Ok(file)
     }
 
     /// Guard a file already locked in `mode` with [`lock`]: dropping the
@@ -542,8 +410,11 @@ impl LockGuard {
     }
 }
 
-/// Unlock then close, both always attempted.
+/// Unlock then close, both always attempted (waking this process's async
+/// waiters for the file).
 pub(crate) fn release_file(file: File, path: &Path) -> Result<()> {
+    #[cfg(feature = "async")]
+    crate::wait::released(&file);
     let unlocked = sys::unlock(&file);
     let closed = sys::close(file);
     match (unlocked, closed) {

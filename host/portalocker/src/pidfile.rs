@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockGuard, Patience, Wait, release_file};
+use crate::lock::{Lock, LockGuard, release_file};
 use crate::mode::FileMode;
 use crate::sys;
-use crate::temporary::{acquire_verified, sidecar_path, unlink_if_current, verify_current};
+use crate::temporary::{acquire_verified, unlink_if_current, verify_current};
+use crate::wait::Wait;
 
 /// A PID file guarded by a sidecar lock: `path` holds the holder's decimal
 /// PID and `path.lock` carries the OS lock (exclusive, non-blocking, as in
@@ -36,8 +37,6 @@ use crate::temporary::{acquire_verified, sidecar_path, unlink_if_current, verify
 pub struct PidFileLock {
     path: PathBuf,
     sidecar: Lock,
-    fail_when_locked: bool,
-    timeout: Option<Duration>,
 }
 
 /// The outcome of [`PidFileLock::acquire_or_holder`].
@@ -56,27 +55,15 @@ impl PidFileLock {
         let path = path.as_ref();
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Self {
-            sidecar: Lock::new(sidecar_path(&path)).mode(FileMode::Append),
+            sidecar: Lock::new(sidecar_path(&path))
+                .mode(FileMode::Append)
+                .wait(Wait::NONE),
             path,
-            fail_when_locked: true,
-            timeout: Some(crate::lock::DEFAULT_TIMEOUT),
         }
     }
 
-    /// Fail at the first contention (default `true`) or wait up to the
-    /// timeout.
-    pub fn fail_when_locked(mut self, fail: bool) -> Self {
-        self.fail_when_locked = fail;
-        self
-    }
-
-    /// How long to wait when fail-when-locked is off (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// How a contended acquire waits (default [`Wait::Park`]).
+    /// How [`PidFileLock::acquire`] waits (default [`Wait::NONE`]:
+    /// portalocker's `fail_when_locked`).
     pub fn wait(mut self, wait: Wait) -> Self {
         self.sidecar = self.sidecar.wait(wait);
         self
@@ -94,7 +81,7 @@ impl PidFileLock {
 
     /// Take the lock and publish this process's PID.
     ///
-    /// Blocks up to the timeout unless fail-when-locked is on (the default).
+    /// Waits as configured (by default not at all).
     /// This is portalocker's `fail_closed()`: contention is an error that
     /// carries the holder's PID when it could be read.
     ///
@@ -104,12 +91,47 @@ impl PidFileLock {
     /// [`Error::holder_pid`] set when readable; [`Error::Io`] when a file
     /// cannot be opened, locked or published (the lock is rolled back).
     pub fn acquire(&self) -> Result<PidLockGuard> {
-        let patience = if self.fail_when_locked {
-            Patience::Once
-        } else {
-            Patience::from_timeout(self.timeout)
-        };
-        let sidecar = match acquire_verified(&self.sidecar, patience) {
+        self.acquire_waiting(self.sidecar.waits())
+    }
+
+    /// One attempt; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`PidFileLock::acquire`].
+    pub fn try_acquire(&self) -> Result<PidLockGuard> {
+        self.acquire_waiting(Wait::NONE)
+    }
+
+    /// Wait at most `timeout`, whatever the configured wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`PidFileLock::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<PidLockGuard> {
+        self.acquire_waiting(self.sidecar.waits().for_up_to(timeout))
+    }
+
+    /// [`PidFileLock::acquire`] without blocking an executor (see
+    /// [`Lock::acquire_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PidFileLock::acquire`].
+    #[cfg(feature = "async")]
+    pub async fn acquire_async(&self) -> Result<PidLockGuard> {
+        let sidecar =
+            crate::temporary::acquire_verified_async(&self.sidecar, self.sidecar.waits()).await;
+        self.published(sidecar)
+    }
+
+    fn acquire_waiting(&self, wait: Wait) -> Result<PidLockGuard> {
+        self.published(acquire_verified(&self.sidecar, wait))
+    }
+
+    /// With the sidecar locked, publish our PID (rolling back on failure).
+    fn published(&self, sidecar: Result<LockGuard>) -> Result<PidLockGuard> {
+        let sidecar = match sidecar {
             Ok(sidecar) => sidecar,
             Err(e) if e.is_contention() => {
                 return Err(e.with_context(&self.path, self.read_pid()));
@@ -298,6 +320,13 @@ impl Drop for PidLockGuard {
             log::warn!("suppressed error while releasing PID lock: {e}");
         }
     }
+}
+
+/// The path a PID file's sidecar lock lives at: `path` + `.lock`.
+pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
-use crate::lock::{LockGuard, Patience};
+use crate::lock::LockGuard;
 use crate::mode::FileMode;
 use crate::sys;
+use crate::wait::Wait;
 
 /// The most slots a semaphore may have.
 pub const MAX_SLOTS: usize = 10_000;
@@ -43,7 +44,7 @@ pub struct BoundedSemaphore {
     name: String,
     directory: PathBuf,
     pattern: String,
-    timeout: Option<Duration>,
+    wait: Wait,
 }
 
 impl BoundedSemaphore {
@@ -68,7 +69,7 @@ impl BoundedSemaphore {
             name,
             directory: std::env::temp_dir(),
             pattern: DEFAULT_PATTERN.to_owned(),
-            timeout: Some(crate::lock::DEFAULT_TIMEOUT),
+            wait: Wait::DEFAULT,
         })
     }
 
@@ -115,16 +116,10 @@ impl BoundedSemaphore {
         Ok(self)
     }
 
-    /// How long [`BoundedSemaphore::acquire`] waits for a slot (default
-    /// 5 s); zero means one sweep.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Wait as long as it takes for a slot.
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
+    /// How [`BoundedSemaphore::acquire`] waits for a slot (default
+    /// [`Wait::DEFAULT`]: up to 5 s).
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
         self
     }
 
@@ -149,29 +144,24 @@ impl BoundedSemaphore {
             .expect("the pattern was validated when it was set")
     }
 
-    /// The directory of the slot files.
-    pub fn slot_directory(&self) -> &Path {
-        &self.directory
-    }
-
     /// The slot paths in sweep order.
     pub fn filenames(&self) -> Vec<PathBuf> {
         (0..self.maximum).map(|n| self.filename(n)).collect()
     }
 
-    /// Take a free slot, waiting up to the timeout.
+    /// Take a free slot, waiting as configured.
     ///
-    /// Blocks. While every slot is busy it parks on one slot in the kernel
-    /// (so a release of that slot hands it over at once) and re-sweeps all
-    /// slots at short, growing intervals (1 ms up to 50 ms).
+    /// While every slot is busy it parks on one slot in the kernel (so a
+    /// release of that slot hands it over at once) and re-sweeps all slots
+    /// at short, growing intervals (1 ms up to 50 ms).
     ///
     /// # Errors
     ///
     /// [`Error::TimedOut`] when no slot came free in time
-    /// ([`Error::WouldBlock`] for a zero timeout); [`Error::Io`] when a slot
+    /// ([`Error::WouldBlock`] for [`Wait::NONE`]); [`Error::Io`] when a slot
     /// file cannot be opened (a missing directory, a symlink) or locked.
     pub fn acquire(&self) -> Result<SemaphorePermit> {
-        self.acquire_with(Patience::from_timeout(self.timeout))
+        self.acquire_with_opener(self.wait, &|name| self.open_in_directory(name))
     }
 
     /// One sweep of the slots; never blocks.
@@ -181,10 +171,21 @@ impl BoundedSemaphore {
     /// [`Error::WouldBlock`] when every slot is taken; [`Error::Io`] as
     /// [`BoundedSemaphore::acquire`].
     pub fn try_acquire(&self) -> Result<SemaphorePermit> {
-        self.acquire_with(Patience::Once)
+        self.acquire_with_opener(Wait::NONE, &|name| self.open_in_directory(name))
     }
 
-    /// portalocker's `fail_when_locked=False`: wait up to the timeout, then
+    /// Wait at most `timeout` for a slot, whatever the configured wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`BoundedSemaphore::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit> {
+        self.acquire_with_opener(self.wait.for_up_to(timeout), &|name| {
+            self.open_in_directory(name)
+        })
+    }
+
+    /// portalocker's `fail_when_locked=False`: wait as configured, then
     /// return `None` instead of an error when the semaphore is still full.
     ///
     /// # Errors
@@ -198,10 +199,10 @@ impl BoundedSemaphore {
         }
     }
 
-    /// [`BoundedSemaphore::acquire`] (with `timeout`, or none; zero sweeps
-    /// once) opening each slot file through `open`, which gets the slot's
-    /// file name: for hosts that confine file access to a directory handle.
-    /// `open` must create missing files and must not follow symlinks.
+    /// Take a slot waiting as `wait` says, opening each slot file through
+    /// `open`, which gets the slot's file name: for hosts that confine file
+    /// access to a directory handle. `open` must create missing files and
+    /// must not follow symlinks.
     ///
     /// # Errors
     ///
@@ -209,53 +210,60 @@ impl BoundedSemaphore {
     /// [`Error::Io`].
     pub fn acquire_with_opener(
         &self,
-        timeout: Option<Duration>,
+        wait: Wait,
         open: &dyn Fn(&str) -> std::io::Result<File>,
     ) -> Result<SemaphorePermit> {
-        self.acquire_through(Patience::from_timeout(timeout), open)
+        let started = wait.start();
+        let found = crate::wait::sweep(
+            &started,
+            self.maximum,
+            || self.sweep(open),
+            |slot, until| self.park_on(slot, until, open),
+        )?;
+        found.ok_or_else(|| started.contention(Some(&self.filename(0))))
     }
 
-    fn acquire_with(&self, patience: Patience) -> Result<SemaphorePermit> {
-        let open = |name: &str| {
-            let mut options = FileMode::Append.open_options();
-            sys::open_no_follow(&self.directory.join(name), &mut options)
-        };
-        self.acquire_through(patience, &open)
+    /// [`BoundedSemaphore::acquire`] without blocking an executor: between
+    /// sweeps it sleeps until a slot is released in this process or a short
+    /// pause (growing to 10 ms) passes. Cancel-safe. Needs a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`BoundedSemaphore::acquire`].
+    #[cfg(feature = "async")]
+    pub async fn acquire_async(&self) -> Result<SemaphorePermit> {
+        self.acquire_with_opener_async(self.wait, &|name| self.open_in_directory(name))
+            .await
     }
 
-    fn acquire_through(
+    /// [`BoundedSemaphore::acquire_with_opener`] without blocking an
+    /// executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`BoundedSemaphore::acquire_with_opener`].
+    #[cfg(feature = "async")]
+    pub async fn acquire_with_opener_async(
         &self,
-        patience: Patience,
-        open: &dyn Fn(&str) -> std::io::Result<File>,
+        wait: Wait,
+        open: &(dyn Fn(&str) -> std::io::Result<File> + Sync),
     ) -> Result<SemaphorePermit> {
-        let mut pause = Duration::from_millis(1);
-        for round in 0usize.. {
-            if let Some(permit) = self.sweep(open)? {
-                return Ok(permit);
-            }
-            let slice = match patience.remaining() {
-                Some(left) if left.is_zero() => break,
-                Some(left) => left.min(pause),
-                None => pause,
-            };
-            let park = round % self.maximum;
-            if let Some(permit) = self.park_on(park, slice, open)? {
-                return Ok(permit);
-            }
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-        let contention = patience.contention(&self.directory);
-        Err(match contention {
-            Error::TimedOut { timeout, .. } => Error::TimedOut {
-                path: Some(self.filename(0)),
-                timeout,
-                holder_pid: None,
-            },
-            _ => Error::WouldBlock {
-                path: Some(self.filename(0)),
-                holder_pid: None,
-            },
+        let started = wait.start();
+        let mut found = None;
+        let got = crate::wait::until(None, &started, || {
+            found = self.sweep(open)?;
+            Ok(found.is_some())
         })
+        .await?;
+        found
+            .filter(|_| got)
+            .ok_or_else(|| started.contention(Some(&self.filename(0))))
+    }
+
+    /// Open slot file `name` in the configured directory.
+    fn open_in_directory(&self, name: &str) -> std::io::Result<File> {
+        let mut options = FileMode::Append.open_options();
+        sys::open_no_follow(&self.directory.join(name), &mut options)
     }
 
     /// Try every slot once, in order.
@@ -274,15 +282,15 @@ impl BoundedSemaphore {
         Ok(None)
     }
 
-    /// Wait up to `slice` in the kernel for one slot.
+    /// Wait until `until` in the kernel for one slot.
     fn park_on(
         &self,
         slot: usize,
-        slice: Duration,
+        until: Instant,
         open: &dyn Fn(&str) -> std::io::Result<File>,
     ) -> Result<Option<SemaphorePermit>> {
         let file = self.open_slot(slot, open)?;
-        let locked = sys::lock_until(&file, LockMode::Exclusive, Instant::now() + slice)
+        let locked = crate::wait::lock_until(&file, LockMode::Exclusive, until)
             .map_err(|e| Error::io("lock", self.filename(slot), e))?;
         Ok(locked.then(|| self.permit(file, slot)))
     }
@@ -306,7 +314,7 @@ impl fmt::Debug for BoundedSemaphore {
             .field("name", &self.name)
             .field("directory", &self.directory)
             .field("pattern", &self.pattern)
-            .field("timeout", &self.timeout)
+            .field("wait", &self.wait)
             .finish()
     }
 }

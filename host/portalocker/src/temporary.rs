@@ -4,19 +4,20 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::flags::LockFlags;
-use crate::lock::{Lock, LockGuard, Patience, Wait, release_file};
+use crate::lock::{Lock, LockGuard, release_file};
 use crate::mode::FileMode;
 use crate::sys;
+use crate::wait::Wait;
 
 /// A lock file that is created on acquire and removed on release.
 ///
-/// Defaults are portalocker's: fail-when-locked (contention fails at once),
-/// a 5 second timeout when waiting is enabled, an exclusive lock.
+/// Defaults are portalocker's: fail at once when locked ([`Wait::NONE`]),
+/// an exclusive lock.
 ///
 /// Releasing unlinks the file *before* unlocking it, and acquiring checks,
 /// once the lock is held, that the path still names the locked file; if it
@@ -37,8 +38,6 @@ use crate::sys;
 #[derive(Debug, Clone)]
 pub struct TemporaryFileLock {
     lock: Lock,
-    fail_when_locked: bool,
-    timeout: Option<Duration>,
 }
 
 impl TemporaryFileLock {
@@ -47,32 +46,13 @@ impl TemporaryFileLock {
         Self {
             lock: Lock::new(path)
                 .mode(FileMode::Append)
-                .flags(LockFlags::default()),
-            fail_when_locked: true,
-            timeout: Some(crate::lock::DEFAULT_TIMEOUT),
+                .flags(LockFlags::default())
+                .wait(Wait::NONE),
         }
     }
 
-    /// Fail at the first contention (default `true`) or wait up to the
-    /// timeout.
-    pub fn fail_when_locked(mut self, fail: bool) -> Self {
-        self.fail_when_locked = fail;
-        self
-    }
-
-    /// How long to wait when fail-when-locked is off (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Wait without a timeout when fail-when-locked is off.
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self
-    }
-
-    /// How a contended acquire waits (default [`Wait::Park`]).
+    /// How [`TemporaryFileLock::acquire`] waits (default [`Wait::NONE`]:
+    /// portalocker's `fail_when_locked`).
     pub fn wait(mut self, wait: Wait) -> Self {
         self.lock = self.lock.wait(wait);
         self
@@ -83,9 +63,8 @@ impl TemporaryFileLock {
         self.lock.path()
     }
 
-    /// Create and lock the file, verifying that the path still names it.
-    ///
-    /// Blocks up to the timeout unless fail-when-locked is on (the default).
+    /// Create and lock the file, verifying that the path still names it,
+    /// waiting as configured.
     ///
     /// # Errors
     ///
@@ -93,44 +72,71 @@ impl TemporaryFileLock {
     /// when the path kept being replaced while locking (split-brain);
     /// [`Error::Io`] when the file cannot be opened or locked.
     pub fn acquire(&self) -> Result<TemporaryLockGuard> {
-        let patience = if self.fail_when_locked {
-            Patience::Once
-        } else {
-            Patience::from_timeout(self.timeout)
-        };
+        self.acquire_waiting(self.lock.waits())
+    }
+
+    /// One attempt; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`TemporaryFileLock::acquire`].
+    pub fn try_acquire(&self) -> Result<TemporaryLockGuard> {
+        self.acquire_waiting(Wait::NONE)
+    }
+
+    /// Wait at most `timeout`, whatever the configured wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`TemporaryFileLock::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<TemporaryLockGuard> {
+        self.acquire_waiting(self.lock.waits().for_up_to(timeout))
+    }
+
+    /// [`TemporaryFileLock::acquire`] without blocking an executor
+    /// (see [`Lock::acquire_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TemporaryFileLock::acquire`].
+    #[cfg(feature = "async")]
+    pub async fn acquire_async(&self) -> Result<TemporaryLockGuard> {
+        let guard = acquire_verified_async(&self.lock, self.lock.waits()).await?;
+        Ok(TemporaryLockGuard { guard })
+    }
+
+    fn acquire_waiting(&self, wait: Wait) -> Result<TemporaryLockGuard> {
         Ok(TemporaryLockGuard {
-            guard: acquire_verified(&self.lock, patience)?,
+            guard: acquire_verified(&self.lock, wait)?,
         })
     }
 }
 
 /// Lock `lock`'s file and check that its path still names the locked file,
-/// retrying on the current file until `patience` runs out.
-pub(crate) fn acquire_verified(lock: &Lock, patience: Patience) -> Result<LockGuard> {
-    let mut stale_retries = 0;
-    loop {
-        let mut guard = lock.acquire_with(patience)?;
-        let current = sys::same_file(guard.file(), lock.path())
-            .map_err(|e| Error::io("stat", lock.path().to_path_buf(), e))?;
-        if current {
-            return Ok(guard);
-        }
-        // We locked an inode that the path no longer names: drop it, never
-        // unlinking (the path belongs to whoever created the new file).
-        if let Some(file) = guard.take_file()
-            && let Err(e) = release_file(file, lock.path())
-        {
-            log::warn!("suppressed error while dropping a stale lock: {e}");
-        }
-        stale_retries += 1;
-        if stale_retries > 1 && patience.expired() {
-            log::warn!(
-                "'{}' kept being replaced while locking (split-brain)",
-                lock.path().display()
-            );
-            return Err(patience.contention(lock.path()));
-        }
-    }
+/// retrying on the current file until the wait runs out.
+pub(crate) fn acquire_verified(lock: &Lock, wait: Wait) -> Result<LockGuard> {
+    let (mode, _) = lock.lock_flags().validate()?;
+    crate::wait::lock_opened(
+        || lock.open(),
+        |file| sys::same_file(file, lock.path()),
+        lock.path(),
+        mode,
+        wait,
+    )
+}
+
+/// [`acquire_verified`] without blocking an executor.
+#[cfg(feature = "async")]
+pub(crate) async fn acquire_verified_async(lock: &Lock, wait: Wait) -> Result<LockGuard> {
+    let (mode, _) = lock.lock_flags().validate()?;
+    crate::wait::lock_opened_async(
+        || lock.open(),
+        |file| sys::same_file(file, lock.path()),
+        lock.path(),
+        mode,
+        wait,
+    )
+    .await
 }
 
 /// Unlink `path` only if `file` is what it names, ignoring a missing path.
@@ -226,11 +232,4 @@ impl Drop for TemporaryLockGuard {
             log::warn!("suppressed error while removing lock file: {e}");
         }
     }
-}
-
-/// The path a PID file's sidecar lock lives at: `path` + `.lock`.
-pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
 }

@@ -209,25 +209,22 @@ fn lock_by_path_defaults_and_contention() {
         LockFlags::EXCLUSIVE | LockFlags::NON_BLOCKING
     );
     assert_eq!(lock.file_mode(), FileMode::Append);
-    assert_eq!(lock.lock_timeout(), Some(Duration::from_secs(5)));
+    assert_eq!(lock.waits().timeout(), Some(Duration::from_secs(5)));
     let held = lock.acquire().unwrap();
     assert!(path.exists());
     let started = Instant::now();
-    let err = Lock::new(&path)
-        .fail_when_locked(true)
-        .acquire()
-        .unwrap_err();
+    let err = Lock::new(&path).wait(Wait::NONE).acquire().unwrap_err();
     assert!(matches!(err, Error::WouldBlock { .. }), "{err}");
     assert_eq!(err.path(), Some(path.as_path()));
     let err = Lock::new(&path)
-        .timeout(Duration::from_millis(100))
+        .wait(Wait::up_to(Duration::from_millis(100)))
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err}");
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert!(
         Lock::new(&path)
-            .timeout(Duration::ZERO)
+            .wait(Wait::up_to(Duration::ZERO))
             .acquire()
             .unwrap_err()
             .is_contention()
@@ -250,8 +247,7 @@ fn polling_wait_follows_the_timeout() {
     let _held = Lock::new(&path).acquire().unwrap();
     let started = Instant::now();
     let err = Lock::new(&path)
-        .check_interval(Duration::from_millis(30))
-        .timeout(Duration::from_millis(100))
+        .wait(Wait::up_to(Duration::from_millis(100)).polling(Duration::from_millis(30)))
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }));
@@ -259,8 +255,7 @@ fn polling_wait_follows_the_timeout() {
     // A huge interval still gives up at the timeout (the sleep is capped):
     // the call returns, which is all this can check without timing it.
     let err = Lock::new(&path)
-        .wait(Wait::Poll(Duration::from_secs(3600)))
-        .timeout(Duration::from_millis(50))
+        .wait(Wait::up_to(Duration::from_millis(50)).polling(Duration::from_secs(3600)))
         .acquire()
         .unwrap_err();
     assert!(err.is_contention());
@@ -276,8 +271,7 @@ fn polling_wait_gets_a_released_lock() {
         held.release().unwrap();
     });
     let guard = Lock::new(&path)
-        .check_interval(Duration::from_millis(5))
-        .timeout(Duration::from_secs(60))
+        .wait(Wait::up_to(Duration::from_secs(60)).polling(Duration::from_millis(5)))
         .acquire()
         .unwrap();
     drop(guard);
@@ -297,7 +291,7 @@ fn blocking_flags_wait_past_the_timeout() {
     drop(
         Lock::new(&path)
             .flags(LockFlags::EXCLUSIVE)
-            .timeout(Duration::from_millis(10))
+            .wait(Wait::up_to(Duration::from_millis(10)))
             .acquire()
             .unwrap(),
     );
@@ -324,7 +318,7 @@ fn write_mode_truncates_only_after_locking() {
     holder.write_all(b"precious").unwrap();
     let err = Lock::new(&path)
         .mode(FileMode::Write)
-        .fail_when_locked(true)
+        .wait(Wait::NONE)
         .acquire()
         .unwrap_err();
     assert!(err.is_contention());
@@ -381,7 +375,7 @@ fn open_errors_are_terminal_and_not_retried() {
     let started = Instant::now();
     let missing_dir = dir.path().join("no/such/dir/x.lock");
     let err = Lock::new(&missing_dir)
-        .timeout(Duration::from_secs(3600))
+        .wait(Wait::up_to(Duration::from_secs(3600)))
         .acquire()
         .unwrap_err();
     assert!(!err.is_contention());

@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use portalocker::{Error, PidFileLock, PidLock};
+use portalocker::{Error, PidFileLock, PidLock, Wait};
 
 #[test]
 fn publishes_our_pid_and_cleans_up() {
@@ -65,8 +65,7 @@ fn waits_up_to_the_timeout_when_asked() {
     let _guard = PidFileLock::new(&path).acquire().unwrap();
     let started = Instant::now();
     let err = PidFileLock::new(&path)
-        .fail_when_locked(false)
-        .timeout(Duration::from_millis(100))
+        .wait(Wait::up_to(Duration::from_millis(100)))
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err}");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::thread;
 
-use portalocker::{Lock, RLock};
+use portalocker::{Lock, RLock, Wait};
 
 #[test]
 fn holds_count_and_share_one_handle() {
@@ -34,7 +34,7 @@ fn a_second_instance_contends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r2.lock");
     let a = RLock::new(Lock::new(&path));
-    let b = RLock::new(Lock::new(&path).fail_when_locked(true));
+    let b = RLock::new(Lock::new(&path).wait(Wait::NONE));
     let held = a.acquire().unwrap();
     assert!(b.acquire().unwrap_err().is_contention());
     let again = a.acquire().unwrap();

@@ -4,7 +4,7 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use portalocker::{BoundedSemaphore, Error, Lock};
+use portalocker::{BoundedSemaphore, Error, Lock, Wait};
 
 #[test]
 fn sweeps_slots_in_order_and_exhausts() {
@@ -32,7 +32,7 @@ fn a_full_semaphore_waits_out_the_timeout() {
     let sem = BoundedSemaphore::new(1, "full")
         .unwrap()
         .directory(dir.path())
-        .timeout(Duration::from_millis(120));
+        .wait(Wait::up_to(Duration::from_millis(120)));
     let _held = sem.acquire().unwrap();
     let started = Instant::now();
     assert!(matches!(sem.acquire().unwrap_err(), Error::TimedOut { .. }));
@@ -48,7 +48,7 @@ fn a_waiter_gets_a_released_slot() {
     let sem = BoundedSemaphore::new(2, "handoff")
         .unwrap()
         .directory(dir.path())
-        .timeout(Duration::from_secs(60));
+        .wait(Wait::up_to(Duration::from_secs(60)));
     let a = sem.acquire().unwrap();
     let b = sem.acquire().unwrap();
     let releaser = thread::spawn(move || {
@@ -83,7 +83,7 @@ fn a_missing_directory_fails_and_recovers() {
     let sem = BoundedSemaphore::new(2, "rec")
         .unwrap()
         .directory(&sub)
-        .timeout(Duration::from_secs(3600));
+        .wait(Wait::up_to(Duration::from_secs(3600)));
     let err = sem.acquire().unwrap_err();
     assert_eq!(err.io_error().unwrap().kind(), std::io::ErrorKind::NotFound);
     fs::create_dir(&sub).unwrap();
@@ -121,7 +121,7 @@ fn permits_from_threads_never_exceed_the_slots() {
         BoundedSemaphore::new(3, "threads")
             .unwrap()
             .directory(dir.path())
-            .timeout(Duration::from_secs(60)),
+            .wait(Wait::up_to(Duration::from_secs(60))),
     );
     let inside = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));

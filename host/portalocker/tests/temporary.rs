@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::thread;
 use std::time::Duration;
 
-use portalocker::{Error, Lock, TemporaryFileLock};
+use portalocker::{Error, Lock, TemporaryFileLock, Wait};
 
 #[test]
 fn exists_only_while_held_across_cycles() {
@@ -35,8 +35,7 @@ fn contention_fails_at_once_by_default() {
     // The failed contender did not remove the holder's file.
     assert!(path.exists());
     let err = TemporaryFileLock::new(&path)
-        .fail_when_locked(false)
-        .timeout(Duration::from_millis(50))
+        .wait(Wait::up_to(Duration::from_millis(50)))
         .acquire()
         .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err}");
@@ -54,8 +53,7 @@ fn unlinks_before_unlocking() {
     let waiter_path = path.clone();
     let waiter = thread::spawn(move || {
         let guard = TemporaryFileLock::new(&waiter_path)
-            .fail_when_locked(false)
-            .timeout(Duration::from_secs(60))
+            .wait(Wait::up_to(Duration::from_secs(60)))
             .acquire()
             .unwrap();
         let held_inode = guard.file().metadata().unwrap().ino();

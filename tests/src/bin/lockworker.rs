@@ -21,22 +21,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use portalocker::redis::RedisLock;
-use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock};
+use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock, Wait};
 use portalocker_tests::{read_counter, write_counter};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["hold", lock] => hold(Lock::new(lock).no_timeout().acquire()?),
-        ["hold", lock, "--shared"] => hold(Lock::new(lock).shared().no_timeout().acquire()?),
+        ["hold", lock] => hold(Lock::new(lock).wait(Wait::FOREVER).acquire()?),
+        ["hold", lock, "--shared"] => hold(Lock::new(lock).shared().wait(Wait::FOREVER).acquire()?),
         ["try", lock] => match Lock::new(lock).try_acquire() {
             Ok(_) => Ok(()),
             Err(e) if e.is_contention() => std::process::exit(3),
             Err(e) => Err(e.into()),
         },
         ["count", lock, data, n] => {
-            let lock = Lock::new(lock).no_timeout();
+            let lock = Lock::new(lock).wait(Wait::FOREVER);
             for _ in 0..n.parse::<u64>()? {
                 let guard = lock.acquire()?;
                 let value = read_counter(Path::new(data))?;
@@ -78,7 +78,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["redis-hold", url, name, options @ ..] => {
-            let lock = redis_lock(url, name, options)?.timeout(Duration::from_secs(60));
+            let lock = redis_lock(url, name, options)?.wait(Wait::up_to(Duration::from_secs(60)));
             let guard = lock.acquire()?;
             match guard.fencing_token() {
                 Some(token) => println!("locked {token}"),
@@ -91,9 +91,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["redis-try", url, name, options @ ..] => {
-            let lock = redis_lock(url, name, options)?
-                .timeout(Duration::ZERO)
-                .fail_when_locked(true);
+            let lock = redis_lock(url, name, options)?.wait(Wait::NONE);
             match lock.acquire() {
                 Ok(guard) => {
                     if let Some(ms) = options.iter().find_map(|o| o.strip_prefix("hold=")) {
@@ -106,8 +104,8 @@ fn main() -> Result<()> {
             }
         }
         ["redis-wait", url, name, timeout, hold, options @ ..] => {
-            let lock =
-                redis_lock(url, name, options)?.timeout(Duration::from_secs_f64(timeout.parse()?));
+            let lock = redis_lock(url, name, options)?
+                .wait(Wait::up_to(Duration::from_secs_f64(timeout.parse()?)));
             let started = Instant::now();
             let guard = match lock.acquire() {
                 Ok(guard) => guard,
@@ -129,7 +127,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["redis-loop", url, name, hold, secs] => {
-            let lock = redis_lock(url, name, &[])?.no_timeout();
+            let lock = redis_lock(url, name, &[])?.wait(Wait::FOREVER);
             let until = Instant::now() + Duration::from_secs_f64(secs.parse()?);
             let mut sections = 0;
             while Instant::now() < until {
@@ -142,7 +140,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["redis-count", url, name, data, n] => {
-            let lock = redis_lock(url, name, &[])?.timeout(Duration::from_secs(120));
+            let lock = redis_lock(url, name, &[])?.wait(Wait::up_to(Duration::from_secs(120)));
             for _ in 0..n.parse::<u64>()? {
                 let guard = lock.acquire()?;
                 let value = read_counter(Path::new(data))?;
@@ -171,7 +169,7 @@ fn redis_lock(url: &str, name: &str, options: &[&str]) -> Result<RedisLock> {
 fn semaphore(dir: &str, name: &str, slots: &str) -> Result<BoundedSemaphore> {
     Ok(BoundedSemaphore::new(slots.parse()?, name)?
         .directory(dir)
-        .no_timeout())
+        .wait(Wait::FOREVER))
 }
 
 fn hold(guard: portalocker::LockGuard) -> Result<()> {
@@ -192,7 +190,9 @@ fn wait_for_stdin_close() {
 /// Under `TRACK/track.lock`, add `delta` to `TRACK/inside` and raise
 /// `TRACK/peak` to it if higher.
 fn track_inside(track: &Path, delta: i64) -> Result<()> {
-    let guard = Lock::new(track.join("track.lock")).no_timeout().acquire()?;
+    let guard = Lock::new(track.join("track.lock"))
+        .wait(Wait::FOREVER)
+        .acquire()?;
     let inside = read_counter(&track.join("inside"))? as i64 + delta;
     if inside < 0 {
         bail!("more releases than holds");

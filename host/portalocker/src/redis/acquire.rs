@@ -18,6 +18,7 @@ use super::protocol::{self, Notice, WireMode};
 use super::router::Listener;
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
+use crate::wait::{DEFAULT_CHECK_INTERVAL, Started, Wait};
 
 /// portalocker's `thread_sleep_time`: the pause when no check interval is set.
 const THREAD_SLEEP: Duration = Duration::from_millis(100);
@@ -47,25 +48,21 @@ impl RedisLock {
     /// link may get over costs only the attempt under way: the connections
     /// are renewed and it tries again after a pause, until the deadline.
     /// Whatever ends it without the lock leaves the channel (awaited) first.
-    pub(crate) async fn acquire_inner(&self) -> Result<RedisLockGuard> {
+    pub(crate) async fn acquire_inner(&self, wait: Wait) -> Result<RedisLockGuard> {
         let started = Instant::now();
-        let deadline = self.timeout.and_then(|t| started.checked_add(t));
-        let turn = self.take_turn(deadline).await?;
+        let waiting = wait.start();
+        let deadline = waiting.deadline();
+        let turn = self.take_turn(&waiting).await?;
         let mut pause = RETRY_FIRST;
         loop {
-            match self.attempts_on_a_connection(deadline).await {
+            match self.attempts_on_a_connection(&waiting, wait).await {
                 Ok((lock_conn, fencing_token)) => {
                     return Ok(RedisLockGuard::new(self, lock_conn, turn, fencing_token));
                 }
                 Err(Error::RedisUnavailable(reason)) => {
                     self.pool.forget_command().await;
                     let now = Instant::now();
-                    let out_of_time = match (self.timeout, deadline) {
-                        (Some(t), _) if t.is_zero() => true,
-                        (_, Some(deadline)) => now >= deadline,
-                        _ => false,
-                    };
-                    if out_of_time {
+                    if waiting.expired() {
                         return Err(Error::RedisUnavailable(format!(
                             "{reason} (tried for {:?})",
                             started.elapsed()
@@ -93,12 +90,16 @@ impl RedisLock {
     /// has left the channel (or is closed, which leaves it too).
     async fn attempts_on_a_connection(
         &self,
-        deadline: Option<Instant>,
+        waiting: &Started,
+        wait: Wait,
     ) -> Result<(LockConnection, Option<u64>)> {
         let mut conn = self.pool.command().await?;
-        self.yield_to_waiters(&mut conn, deadline).await?;
+        self.yield_to_waiters(&mut conn, waiting.deadline()).await?;
         let mut lock_conn = self.pool.lock_connection().await?;
-        match self.attempts(&mut conn, &mut lock_conn, deadline).await {
+        match self
+            .attempts(&mut conn, &mut lock_conn, waiting, wait)
+            .await
+        {
             Ok(fencing_token) => Ok((lock_conn, fencing_token)),
             Err(e) => {
                 if lock_conn.subscribed() && lock_conn.lost().is_none() {
@@ -115,14 +116,14 @@ impl RedisLock {
     /// This instance's turn: clones share a holder id, so one acquisition
     /// (and then its guard) at a time. A turn still held by a release under
     /// way is waited for whatever the timeout: it is ours, not a holder's.
-    async fn take_turn(&self, deadline: Option<Instant>) -> Result<OwnedMutexGuard<()>> {
+    async fn take_turn(&self, waiting: &Started) -> Result<OwnedMutexGuard<()>> {
         let turn = &self.shared.turn;
         loop {
             if let Ok(taken) = Arc::clone(turn).try_lock_owned() {
                 return Ok(taken);
             }
             let releasing = self.shared.releasing.load(Ordering::SeqCst) > 0;
-            match deadline {
+            match waiting.deadline() {
                 _ if releasing => return Ok(Arc::clone(turn).lock_owned().await),
                 None => return Ok(Arc::clone(turn).lock_owned().await),
                 Some(deadline) => {
@@ -131,7 +132,7 @@ impl RedisLock {
                     {
                         Ok(taken) => return Ok(taken),
                         Err(_) if self.shared.releasing.load(Ordering::SeqCst) > 0 => {}
-                        Err(_) => return Err(self.contention(self.timeout.unwrap_or_default())),
+                        Err(_) => return Err(waiting.contention(None)),
                     }
                 }
             }
@@ -217,13 +218,14 @@ impl RedisLock {
         &self,
         conn: &mut MultiplexedConnection,
         lock_conn: &mut LockConnection,
-        deadline: Option<Instant>,
+        waiting: &Started,
+        wait: Wait,
     ) -> Result<Option<u64>> {
         // The release notices stay subscribed between acquisitions, so a
         // waiter is listening before its first attempt fails.
         let mut notices: Option<Listener> = self.shared.notices.lock().await.take();
         let outcome = self
-            .attempts_listening(conn, lock_conn, deadline, &mut notices)
+            .attempts_listening(conn, lock_conn, waiting, wait, &mut notices)
             .await;
         *self.shared.notices.lock().await = notices;
         outcome
@@ -233,9 +235,11 @@ impl RedisLock {
         &self,
         conn: &mut MultiplexedConnection,
         lock_conn: &mut LockConnection,
-        deadline: Option<Instant>,
+        waiting: &Started,
+        wait: Wait,
         notices: &mut Option<Listener>,
     ) -> Result<Option<u64>> {
+        let deadline = waiting.deadline();
         let reader = self.mode == LockMode::Shared;
         let initial = if reader {
             WireMode::Shared
@@ -254,18 +258,13 @@ impl RedisLock {
                 self.subscribe(lock_conn, self.advertised(initial, false))
                     .await?
             };
-            let mut conclusive_contention = false;
             let step = if reader {
                 if subscribers <= 1 {
                     Step::Held
                 } else {
                     match self.probe(conn, subscribers).await? {
                         Some(records) if decide::reader_may_hold(&records) => Step::Held,
-                        Some(_) => {
-                            conclusive_contention = true;
-                            Step::GiveUp
-                        }
-                        None => Step::GiveUp,
+                        Some(_) | None => Step::GiveUp,
                     }
                 }
             } else {
@@ -277,7 +276,6 @@ impl RedisLock {
                             match decide::incumbent_writer(&records, &self.holder_id) {
                                 Incumbent::Forfeit => {
                                     elected = false;
-                                    conclusive_contention = true;
                                     Step::GiveUp
                                 }
                                 Incumbent::Wait => Step::StayElected,
@@ -285,18 +283,14 @@ impl RedisLock {
                             }
                         }
                         Some(records) => match decide::fresh_writer(&records, &self.holder_id) {
-                            Fresh::NotElected => {
-                                conclusive_contention = true;
-                                Step::GiveUp
-                            }
+                            Fresh::NotElected => Step::GiveUp,
                             Fresh::Promote => {
                                 elected = true;
                                 Step::Promote
                             }
-                            Fresh::WaitForReaders if self.fail_when_locked => {
-                                conclusive_contention = true;
-                                Step::GiveUp
-                            }
+                            // One attempt only: never advertise an
+                            // election it will not wait out.
+                            Fresh::WaitForReaders if waiting.once() => Step::GiveUp,
                             Fresh::WaitForReaders => {
                                 elected = true;
                                 lock_conn.advertise(WireMode::Pending, true);
@@ -328,19 +322,14 @@ impl RedisLock {
                 Step::StayElected | Step::Promote => {}
             }
             let now = Instant::now();
-            if self.fail_when_locked && conclusive_contention {
-                return Err(self.contention(Duration::ZERO));
-            }
-            match (self.timeout, deadline) {
-                (Some(t), _) if t.is_zero() => return Err(self.contention(t)),
-                (Some(t), Some(deadline)) if now >= deadline => return Err(self.contention(t)),
-                _ => {}
+            if waiting.expired() {
+                return Err(waiting.contention(None));
             }
             let jitter = 0.5 + fastrand::f64();
-            let base = if self.check_interval.is_zero() {
-                THREAD_SLEEP
-            } else {
-                self.check_interval
+            let base = match wait.poll_interval() {
+                Some(interval) if interval.is_zero() => THREAD_SLEEP,
+                Some(interval) => interval,
+                None => DEFAULT_CHECK_INTERVAL,
             };
             let mut until = now + base.mul_f64(jitter);
             if let Some(deadline) = deadline {
@@ -381,21 +370,6 @@ impl RedisLock {
         };
         lock_conn.hold();
         Ok(token)
-    }
-
-    pub(crate) fn contention(&self, timeout: Duration) -> Error {
-        if timeout.is_zero() {
-            Error::WouldBlock {
-                path: None,
-                holder_pid: None,
-            }
-        } else {
-            Error::TimedOut {
-                path: None,
-                timeout,
-                holder_pid: None,
-            }
-        }
     }
 
     /// Listen for Rust holders' release notices of this lock (best effort:

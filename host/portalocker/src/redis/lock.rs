@@ -12,6 +12,7 @@ use super::runtime::{self, InRuntime};
 use super::{Client, DEFAULT_UNAVAILABLE_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
+use crate::wait::Wait;
 
 /// What the clones of one [`RedisLock`] share (they share a holder id, so
 /// they take turns).
@@ -41,17 +42,16 @@ impl std::fmt::Debug for Shared {
 /// A Redis lock named `channel`, exclusive or shared. Cheap to clone
 /// (clones share the holder id, so they take turns).
 ///
-/// Defaults are portalocker's: exclusive, 5 s timeout, 0.25 s check
-/// interval, no fail-when-locked, 1 s unavailable timeout, no fencing.
+/// Defaults are portalocker's: exclusive, [`Wait::DEFAULT`] (up to 5 s, at
+/// most [`DEFAULT_CHECK_INTERVAL`](crate::DEFAULT_CHECK_INTERVAL) between
+/// full attempts), 1 s unavailable timeout, no fencing.
 #[derive(Debug, Clone)]
 pub struct RedisLock {
     pub(crate) pool: Pool,
     pub(crate) channel: String,
     pub(crate) holder_id: String,
     pub(crate) mode: LockMode,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) check_interval: Duration,
-    pub(crate) fail_when_locked: bool,
+    pub(crate) wait: Wait,
     pub(crate) unavailable_timeout: Duration,
     pub(crate) fencing: bool,
     pub(crate) shared: Arc<Shared>,
@@ -97,9 +97,7 @@ impl RedisLock {
             channel: channel.to_owned(),
             holder_id: protocol::random_id(),
             mode: LockMode::Exclusive,
-            timeout: Some(crate::lock::DEFAULT_TIMEOUT),
-            check_interval: crate::lock::DEFAULT_CHECK_INTERVAL,
-            fail_when_locked: false,
+            wait: Wait::DEFAULT,
             unavailable_timeout: DEFAULT_UNAVAILABLE_TIMEOUT,
             fencing: false,
             shared: Arc::default(),
@@ -113,33 +111,18 @@ impl RedisLock {
     }
 
     /// Exclusive or shared.
-    pub fn mode(mut self, mode: LockMode) -> Self {
+    pub fn lock_mode(mut self, mode: LockMode) -> Self {
         self.mode = mode;
         self
     }
 
-    /// How long an acquire keeps trying (default 5 s; zero is one attempt).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Keep trying as long as it takes.
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self
-    }
-
-    /// The longest pause between full attempts (default 0.25 s, jittered
-    /// ×[0.5, 1.5)); a release is usually noticed much sooner.
-    pub fn check_interval(mut self, interval: Duration) -> Self {
-        self.check_interval = interval;
-        self
-    }
-
-    /// Fail at the first conclusive contention (default `false`).
-    pub fn fail_when_locked(mut self, fail: bool) -> Self {
-        self.fail_when_locked = fail;
+    /// How [`RedisLock::acquire`] waits (default [`Wait::DEFAULT`]): for how
+    /// long, and with [`Wait::polling`] the longest pause between full
+    /// attempts (portalocker's `check_interval`; a release is usually noticed
+    /// much sooner, through the subscriber count and release notices).
+    /// [`Wait::NONE`] is one attempt (portalocker's `fail_when_locked`).
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
         self
     }
 
@@ -172,16 +155,35 @@ impl RedisLock {
         &self.pool
     }
 
-    /// Acquire, blocking the calling thread. Do not call it from async code:
-    /// use [`RedisLock::acquire_async`] there.
+    /// Acquire, waiting as configured and blocking the calling thread. Do
+    /// not call it from async code: use [`RedisLock::acquire_async`] there.
     ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`] / [`Error::TimedOut`] on contention;
-    /// [`Error::Unsupported`] for a cluster node or a replica;
-    /// [`Error::Redis`] when the server cannot be reached or refuses.
+    /// [`Error::RedisUnavailable`] when the server stayed unreachable until
+    /// the deadline; [`Error::Unsupported`] for a cluster node or a replica;
+    /// [`Error::Redis`] when the server refuses (authentication, ACL).
     pub fn acquire(&self) -> Result<RedisLockGuard> {
-        runtime::block_on(self.acquire_inner())?
+        runtime::block_on(self.acquire_inner(self.wait))?
+    }
+
+    /// One attempt; never waits for a holder.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLock::acquire`].
+    pub fn try_acquire(&self) -> Result<RedisLockGuard> {
+        runtime::block_on(self.acquire_inner(Wait::NONE))?
+    }
+
+    /// Wait at most `timeout`, whatever the configured wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLock::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<RedisLockGuard> {
+        runtime::block_on(self.acquire_inner(self.wait.for_up_to(timeout)))?
     }
 
     /// Acquire without blocking a thread, from any async runtime.
@@ -195,6 +197,6 @@ impl RedisLock {
     ///
     /// As [`RedisLock::acquire`].
     pub async fn acquire_async(&self) -> Result<RedisLockGuard> {
-        InRuntime::new(self.acquire_inner())?.await
+        InRuntime::new(self.acquire_inner(self.wait))?.await
     }
 }

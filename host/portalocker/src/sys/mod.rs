@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io;
-use std::time::{Duration, Instant};
 
 use crate::flags::LockMode;
 
@@ -55,43 +54,24 @@ pub(crate) fn unlock(file: &File) -> io::Result<()> {
     fs4::FileExt::unlock(file)
 }
 
-/// Wait for the lock until `deadline`. `Ok(false)` means the deadline passed
-/// with the lock still held by someone else.
-///
-/// Where the platform allows it the wait is parked in the kernel and is cut
-/// short at the deadline (see [`unix`]); elsewhere it polls with a short
-/// backoff so a release is noticed within about a millisecond.
-pub(crate) fn lock_until(file: &File, mode: LockMode, deadline: Instant) -> io::Result<bool> {
-    if try_lock(file, mode)? {
-        return Ok(true);
-    }
-    if Instant::now() >= deadline {
-        return Ok(false);
-    }
-    match lock_until_parked(file, mode, deadline) {
-        Some(result) => result,
-        None => lock_until_polling(file, mode, deadline),
-    }
-}
+/// Identifies a file: device and inode where the platform tells, `(0, 0)`
+/// elsewhere (then a release wakes every async waiter, which only costs a
+/// retry).
+#[cfg(feature = "async")]
+pub(crate) type FileKey = (u64, u64);
 
-/// Poll with an exponential backoff from 50 µs to 1 ms, capped at the
-/// deadline: the fallback where a parked wait cannot be interrupted.
-pub(crate) fn lock_until_polling(
-    file: &File,
-    mode: LockMode,
-    deadline: Instant,
-) -> io::Result<bool> {
-    let mut pause = Duration::from_micros(50);
-    loop {
-        if try_lock(file, mode)? {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(1));
+/// The identity of an open file.
+#[cfg(feature = "async")]
+pub(crate) fn key_of(file: &File) -> FileKey {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        (0, 0)
     }
 }
 

@@ -155,7 +155,7 @@ pub(crate) fn holder_pid(file: &File) -> Option<u32> {
 /// Wait for the lock until `deadline`, parked in a blocking `flock` that a
 /// signal interrupts at the deadline. `None` when parking is not available
 /// (the signal is in use by the application, or this is a forked child).
-pub(super) fn lock_until_parked(
+pub(crate) fn lock_until_parked(
     file: &File,
     mode: LockMode,
     deadline: Instant,

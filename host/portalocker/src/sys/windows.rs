@@ -66,7 +66,7 @@ pub(crate) fn holder_pid(_file: &File) -> Option<u32> {
 }
 
 /// No interruptible kernel wait is used on Windows: fall back to polling.
-pub(super) fn lock_until_parked(
+pub(crate) fn lock_until_parked(
     _file: &File,
     _mode: LockMode,
     _deadline: Instant,

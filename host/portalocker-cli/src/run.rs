@@ -13,7 +13,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use crate::args::RunArgs;
 use crate::cache::{self, Cache};
-use crate::commands::Failure;
+use crate::failure::{Failure, exit};
 
 /// How often the epoch advances when `--timeout` is set.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -42,17 +42,6 @@ impl LocksView for State {
     }
 }
 
-fn usage(message: String) -> Failure {
-    Failure { code: 64, message }
-}
-
-fn failed(code: u8, context: &str, error: impl std::fmt::Display) -> Failure {
-    Failure {
-        code,
-        message: format!("{context}: {error}"),
-    }
-}
-
 /// A `--dir HOST[::GUEST]` grant.
 fn parse_dir(spec: &str) -> Result<(PathBuf, String), Failure> {
     let (host, guest) = match spec.split_once("::") {
@@ -60,18 +49,30 @@ fn parse_dir(spec: &str) -> Result<(PathBuf, String), Failure> {
         None => (spec, spec),
     };
     if host.is_empty() || guest.is_empty() {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "--dir {spec:?}: expected HOST or HOST::GUEST"
         )));
     }
     let host = PathBuf::from(host);
     if !host.is_dir() {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "--dir {spec:?}: {} is not a directory",
             host.display()
         )));
     }
     Ok((host, guest.to_owned()))
+}
+
+/// The `--env NAME=VALUE` pairs.
+fn parse_env(args: &RunArgs) -> Result<Vec<(&str, &str)>, Failure> {
+    args.env
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, _)| !name.is_empty())
+                .ok_or_else(|| Failure::usage(format!("--env {pair:?}: expected NAME=VALUE")))
+        })
+        .collect()
 }
 
 /// Run the plugin and return its exit status.
@@ -80,73 +81,101 @@ fn parse_dir(spec: &str) -> Result<(PathBuf, String), Failure> {
 /// `--timeout` bounds its whole run, waits in WASI or lock calls included:
 /// at the deadline the call in progress is dropped (which cancels it and
 /// leaves nothing held), and a busy loop is stopped at its next epoch tick.
+///
+/// # Errors
+///
+/// A [`Failure`] for bad arguments, a plugin that cannot be read, compiled
+/// or linked, one that traps, or one out of fuel or time.
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let grants = args
         .dirs
         .iter()
         .map(|d| parse_dir(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let env = args
-        .env
-        .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .filter(|(name, _)| !name.is_empty())
-                .ok_or_else(|| usage(format!("--env {pair:?}: expected NAME=VALUE")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let mut config = Config::new();
-    config.consume_fuel(args.fuel.is_some());
-    config.epoch_interruption(args.timeout.is_some());
-    let engine = Engine::new(&config).map_err(|e| failed(70, "creating the engine", e))?;
+    let env = parse_env(&args)?;
+    let engine = engine(&args)?;
     let component = load(&engine, &args.plugin, !args.no_cache)?;
-
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .map_err(|e| failed(70, "linking WASI", e))?;
-    portalocker_wasmtime::add_to_linker_async(&mut linker)
-        .map_err(|e| failed(70, "linking the locks", e))?;
-
-    let state = state(&args, &grants, &env)?;
-    let mut store = Store::new(&engine, state);
+    let linker = linker(&engine)?;
+    let mut store = Store::new(&engine, state(&args, &grants, &env)?);
     if let Some(fuel) = args.fuel {
         store
             .set_fuel(fuel)
-            .map_err(|e| failed(70, "setting fuel", e))?;
+            .map_err(|e| Failure::because(exit::SOFTWARE, "setting fuel", e))?;
     }
+    let outcome = call(&args, &engine, &mut store, &component, &linker);
+    let _ = std::io::stdout().flush();
+    // Dropping the store releases whatever the plugin still held.
+    drop(store);
+    status(outcome?)
+}
+
+/// The engine: fuel if `--fuel`, epochs if `--timeout`.
+fn engine(args: &RunArgs) -> Result<Engine, Failure> {
+    let mut config = Config::new();
+    config.consume_fuel(args.fuel.is_some());
+    config.epoch_interruption(args.timeout.is_some());
+    Engine::new(&config).map_err(|e| Failure::because(exit::SOFTWARE, "creating the engine", e))
+}
+
+/// WASI and the lock imports, async flavour.
+fn linker(engine: &Engine) -> Result<Linker<State>, Failure> {
+    let mut linker = Linker::<State>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| Failure::because(exit::SOFTWARE, "linking WASI", e))?;
+    portalocker_wasmtime::add_to_linker_async(&mut linker)
+        .map_err(|e| Failure::because(exit::SOFTWARE, "linking the locks", e))?;
+    Ok(linker)
+}
+
+/// Instantiate and run the plugin on a runtime of its own, within
+/// `--timeout` if set: `None` when the time ran out.
+fn call(
+    args: &RunArgs,
+    engine: &Engine,
+    store: &mut Store<State>,
+    component: &Component,
+    linker: &Linker<State>,
+) -> Result<Option<wasmtime::Result<Result<(), ()>>>, Failure> {
     // A busy plugin yields at every tick, so the deadline can be checked.
-    let ticker = match args.timeout {
+    let _ticker = match args.timeout {
         Some(_) => {
             store.epoch_deadline_async_yield_and_update(1);
-            Some(Ticker::start(engine.clone()).map_err(|e| failed(70, "starting the clock", e))?)
+            Some(
+                Ticker::start(engine.clone())
+                    .map_err(|e| Failure::because(exit::SOFTWARE, "starting the clock", e))?,
+            )
         }
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| failed(70, "starting the runtime", e))?;
-    let outcome = runtime.block_on(async {
+        .map_err(|e| Failure::because(exit::SOFTWARE, "starting the runtime", e))?;
+    Ok(runtime.block_on(async {
         let run = async {
             let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
-                &mut store, &component, &linker,
+                &mut *store,
+                component,
+                linker,
             )
             .await?;
-            command.wasi_cli_run().call_run(&mut store).await
+            command.wasi_cli_run().call_run(&mut *store).await
         };
         match args.timeout {
             Some(limit) => tokio::time::timeout(limit, run).await.ok(),
             None => Some(run.await),
         }
-    });
-    drop(ticker);
-    let _ = std::io::stdout().flush();
-    // Dropping the store releases whatever the plugin still held.
-    drop(store);
-    drop(runtime);
+    }))
+}
+
+/// The exit status of a plugin run.
+fn status(outcome: Option<wasmtime::Result<Result<(), ()>>>) -> Result<u8, Failure> {
     let Some(result) = outcome else {
-        return Err(failed(124, "plugin stopped", "its time ran out"));
+        return Err(Failure::because(
+            exit::TIMEOUT,
+            "plugin stopped",
+            "its time ran out",
+        ));
     };
     match result {
         Ok(Ok(())) => Ok(0),
@@ -156,9 +185,21 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
                 return Ok(u8::try_from(exit.0 & 0xff).unwrap_or(1));
             }
             match error.downcast_ref::<Trap>() {
-                Some(Trap::OutOfFuel) => Err(failed(124, "plugin stopped", "it ran out of fuel")),
-                Some(Trap::Interrupt) => Err(failed(124, "plugin stopped", "its time ran out")),
-                _ => Err(failed(70, "plugin trapped", format!("{error:?}"))),
+                Some(Trap::OutOfFuel) => Err(Failure::because(
+                    exit::TIMEOUT,
+                    "plugin stopped",
+                    "it ran out of fuel",
+                )),
+                Some(Trap::Interrupt) => Err(Failure::because(
+                    exit::TIMEOUT,
+                    "plugin stopped",
+                    "its time ran out",
+                )),
+                _ => Err(Failure::because(
+                    exit::SOFTWARE,
+                    "plugin trapped",
+                    format!("{error:?}"),
+                )),
             }
         }
     }
@@ -191,14 +232,15 @@ fn state(
     if let Some(url) = &args.redis {
         locks = locks
             .redis(url, &args.redis_prefix)
-            .map_err(|e| usage(format!("--redis: {e}")))?;
+            .map_err(|e| Failure::usage(format!("--redis: {e}")))?;
     }
     for (host, guest) in grants {
+        let granting = format!("granting {}", host.display());
         wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
-            .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;
+            .map_err(|e| Failure::because(exit::IO, &granting, e))?;
         locks = locks
             .preopened_dir(host, guest)
-            .map_err(|e| failed(74, &format!("granting {}", host.display()), e))?;
+            .map_err(|e| Failure::because(exit::IO, &granting, e))?;
     }
     Ok(State {
         wasi: wasi.build(),
@@ -237,11 +279,11 @@ impl Drop for Ticker {
 
 /// Compile the plugin, or load it from the cache of compiled plugins.
 fn load(engine: &Engine, path: &Path, use_cache: bool) -> Result<Component, Failure> {
-    let bytes =
-        std::fs::read(path).map_err(|e| failed(66, &format!("reading {}", path.display()), e))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::because(exit::NO_INPUT, &format!("reading {}", path.display()), e))?;
     let compile = || {
         Component::new(engine, &bytes)
-            .map_err(|e| failed(65, &format!("compiling {}", path.display()), e))
+            .map_err(|e| Failure::because(exit::DATA, &format!("compiling {}", path.display()), e))
     };
     let Some(dir) = cache::default_dir().filter(|_| use_cache) else {
         return compile();
