@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::wit::portalocker::locks::file_lock as wit;
 
 #[doc(inline)]
-pub use wit::LockMode;
+pub use crate::wit::portalocker::locks::types::LockMode;
 
 /// A lock file in a directory the host granted.
 ///

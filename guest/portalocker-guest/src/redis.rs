@@ -62,6 +62,16 @@ impl RedisLock {
             .map(RedisLockGuard::new)
     }
 
+    /// One attempt at a shared lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) when a writer holds
+    /// or waits.
+    pub fn try_lock_shared(&self) -> Result<RedisLockGuard<'_>> {
+        self.0.try_lock(LockMode::Shared).map(RedisLockGuard::new)
+    }
+
     /// Take the exclusive lock, blocking at most `timeout`.
     ///
     /// # Errors
@@ -70,6 +80,18 @@ impl RedisLock {
     pub fn lock_for(&self, timeout: Duration) -> Result<RedisLockGuard<'_>> {
         self.0
             .lock_for(LockMode::Exclusive, crate::nanos(timeout))
+            .map(RedisLockGuard::new)
+    }
+
+    /// Take a shared lock, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimedOut`](crate::Error::TimedOut) when a writer still holds
+    /// or waits.
+    pub fn lock_shared_for(&self, timeout: Duration) -> Result<RedisLockGuard<'_>> {
+        self.0
+            .lock_for(LockMode::Shared, crate::nanos(timeout))
             .map(RedisLockGuard::new)
     }
 

@@ -65,9 +65,9 @@ macro_rules! shared_impls {
             }
         }
 
-        impl From<$gen::portalocker::locks::file_lock::LockMode> for portalocker::LockMode {
-            fn from(mode: $gen::portalocker::locks::file_lock::LockMode) -> Self {
-                use $gen::portalocker::locks::file_lock::LockMode as M;
+        impl From<$gen::portalocker::locks::types::LockMode> for portalocker::LockMode {
+            fn from(mode: $gen::portalocker::locks::types::LockMode) -> Self {
+                use $gen::portalocker::locks::types::LockMode as M;
                 match mode {
                     M::Exclusive => portalocker::LockMode::Exclusive,
                     M::Shared => portalocker::LockMode::Shared,
@@ -75,9 +75,9 @@ macro_rules! shared_impls {
             }
         }
 
-        impl From<portalocker::LockMode> for $gen::portalocker::locks::file_lock::LockMode {
+        impl From<portalocker::LockMode> for $gen::portalocker::locks::types::LockMode {
             fn from(mode: portalocker::LockMode) -> Self {
-                use $gen::portalocker::locks::file_lock::LockMode as M;
+                use $gen::portalocker::locks::types::LockMode as M;
                 match mode {
                     portalocker::LockMode::Exclusive => M::Exclusive,
                     portalocker::LockMode::Shared => M::Shared,

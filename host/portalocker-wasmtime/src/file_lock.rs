@@ -217,7 +217,7 @@ macro_rules! guard_impl {
             fn mode(
                 &mut self,
                 self_: Resource<FileLockGuardHandle>,
-            ) -> wasmtime::Result<$gen::portalocker::locks::file_lock::LockMode> {
+            ) -> wasmtime::Result<$gen::portalocker::locks::types::LockMode> {
                 let handle = self
                     .table
                     .get(&self_)
@@ -257,7 +257,7 @@ macro_rules! file_lock_impl {
             fn try_lock(
                 &mut self,
                 self_: Resource<FileLockHandle>,
-                mode: $gen::portalocker::locks::file_lock::LockMode,
+                mode: $gen::portalocker::locks::types::LockMode,
             ) -> Result<Resource<FileLockGuardHandle>, LockError> {
                 self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
             }
@@ -281,7 +281,7 @@ file_lock_impl! {
     fn lock(
         &mut self,
         self_: Resource<FileLockHandle>,
-        mode: sync_::portalocker::locks::file_lock::LockMode,
+        mode: sync_::portalocker::locks::types::LockMode,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(None)?;
         self.lock_blocking(&self_, mode.into(), timeout)
@@ -289,7 +289,7 @@ file_lock_impl! {
     fn lock_for(
         &mut self,
         self_: Resource<FileLockHandle>,
-        mode: sync_::portalocker::locks::file_lock::LockMode,
+        mode: sync_::portalocker::locks::types::LockMode,
         timeout: u64,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
@@ -302,7 +302,7 @@ file_lock_impl! {
     async fn lock(
         &mut self,
         self_: Resource<FileLockHandle>,
-        mode: async_::portalocker::locks::file_lock::LockMode,
+        mode: async_::portalocker::locks::types::LockMode,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(None)?;
         self.lock_waiting(&self_, mode.into(), timeout).await
@@ -310,7 +310,7 @@ file_lock_impl! {
     async fn lock_for(
         &mut self,
         self_: Resource<FileLockHandle>,
-        mode: async_::portalocker::locks::file_lock::LockMode,
+        mode: async_::portalocker::locks::types::LockMode,
         timeout: u64,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;

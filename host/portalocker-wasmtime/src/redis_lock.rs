@@ -304,7 +304,7 @@ redis_lock_impl! {
     fn lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
-        mode: sync_::portalocker::locks::file_lock::LockMode,
+        mode: sync_::portalocker::locks::types::LockMode,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(None)?;
         self.redis_lock_blocking(&self_, mode.into(), timeout)
@@ -312,14 +312,14 @@ redis_lock_impl! {
     fn try_lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
-        mode: sync_::portalocker::locks::file_lock::LockMode,
+        mode: sync_::portalocker::locks::types::LockMode,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         self.redis_lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
     }
     fn lock_for(
         &mut self,
         self_: Resource<RedisLockHandle>,
-        mode: sync_::portalocker::locks::file_lock::LockMode,
+        mode: sync_::portalocker::locks::types::LockMode,
         timeout: u64,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
@@ -332,7 +332,7 @@ redis_lock_impl! {
     async fn lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
-        mode: async_::portalocker::locks::file_lock::LockMode,
+        mode: async_::portalocker::locks::types::LockMode,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(None)?;
         self.redis_lock_waiting(&self_, mode.into(), timeout).await
@@ -340,7 +340,7 @@ redis_lock_impl! {
     async fn try_lock(
         &mut self,
         self_: Resource<RedisLockHandle>,
-        mode: async_::portalocker::locks::file_lock::LockMode,
+        mode: async_::portalocker::locks::types::LockMode,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         self.redis_lock_waiting(&self_, mode.into(), Some(Duration::ZERO))
             .await
@@ -348,7 +348,7 @@ redis_lock_impl! {
     async fn lock_for(
         &mut self,
         self_: Resource<RedisLockHandle>,
-        mode: async_::portalocker::locks::file_lock::LockMode,
+        mode: async_::portalocker::locks::types::LockMode,
         timeout: u64,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;

@@ -1,6 +1,6 @@
-//! Taking the lock: portalocker's attempt loop (protocol spec §6), with
-//! waits that watch the subscriber count and Rust holders' release notices
-//! instead of sleeping blindly.
+//! Taking the lock: portalocker's attempt loop (docs/redis-protocol.md §6),
+//! with waits that watch the subscriber count and Rust holders' release
+//! notices instead of sleeping blindly.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::DEFAULT_UNAVAILABLE_TIMEOUT;
 use super::connection::{Advertised, LockConnection, numsub};
-use super::decide::{self, Fresh, Incumbent};
+use super::decide::{self, Probe, Round};
 use super::guard::RedisLockGuard;
 use super::lock::RedisLock;
 use super::protocol::{self, Notice, WireMode};
@@ -33,11 +33,10 @@ const RETRY_LONGEST: Duration = Duration::from_millis(500);
 /// gets its turn.
 pub(crate) const POLLER_WINDOW: Duration = Duration::from_millis(400);
 
-/// The outcome of one round of an attempt.
+/// Where a round of an attempt leaves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Held,
-    Promote,
     StayElected,
     GiveUp,
 }
@@ -258,50 +257,27 @@ impl RedisLock {
                 self.subscribe(lock_conn, self.advertised(initial, false))
                     .await?
             };
-            let step = if reader {
-                if subscribers <= 1 {
-                    Step::Held
-                } else {
-                    match self.probe(conn, subscribers).await? {
-                        Some(records) if decide::reader_may_hold(&records) => Step::Held,
-                        Some(_) | None => Step::GiveUp,
-                    }
-                }
+            let probe;
+            let found = if subscribers <= 1 {
+                Probe::Alone
             } else {
-                let verdict = if subscribers <= 1 {
-                    Step::Promote
-                } else {
-                    match self.probe(conn, subscribers).await? {
-                        Some(records) if elected => {
-                            match decide::incumbent_writer(&records, &self.holder_id) {
-                                Incumbent::Forfeit => {
-                                    elected = false;
-                                    Step::GiveUp
-                                }
-                                Incumbent::Wait => Step::StayElected,
-                                Incumbent::Promote => Step::Promote,
-                            }
-                        }
-                        Some(records) => match decide::fresh_writer(&records, &self.holder_id) {
-                            Fresh::NotElected => Step::GiveUp,
-                            Fresh::Promote => {
-                                elected = true;
-                                Step::Promote
-                            }
-                            // One attempt only: never advertise an
-                            // election it will not wait out.
-                            Fresh::WaitForReaders if waiting.once() => Step::GiveUp,
-                            Fresh::WaitForReaders => {
-                                elected = true;
-                                lock_conn.advertise(WireMode::Pending, true);
-                                Step::StayElected
-                            }
-                        },
-                        None if elected => Step::StayElected,
-                        None => Step::GiveUp,
-                    }
-                };
-                if verdict == Step::Promote {
+                probe = self.probe(conn, subscribers).await?;
+                probe.as_deref().map_or(Probe::Inconclusive, Probe::Records)
+            };
+            let verdict = decide::round(reader, elected, waiting.once(), found, &self.holder_id);
+            let step = match verdict {
+                Round::Held => Step::Held,
+                Round::GiveUp => {
+                    elected = false;
+                    Step::GiveUp
+                }
+                Round::StayElected => {
+                    elected = true;
+                    lock_conn.advertise(WireMode::Pending, true);
+                    Step::StayElected
+                }
+                Round::Promote { elected: won } => {
+                    elected = won;
                     lock_conn.advertise(WireMode::Exclusive, elected);
                     if self.confirm(&mut lock_conn.connection()).await? {
                         Step::Held
@@ -309,8 +285,6 @@ impl RedisLock {
                         elected = false;
                         Step::GiveUp
                     }
-                } else {
-                    verdict
                 }
             };
             match step {
@@ -319,7 +293,7 @@ impl RedisLock {
                     lock_conn.advertise(initial, false);
                     lock_conn.unsubscribe(None).await?;
                 }
-                Step::StayElected | Step::Promote => {}
+                Step::StayElected => {}
             }
             let now = Instant::now();
             if waiting.expired() {

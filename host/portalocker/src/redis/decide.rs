@@ -1,7 +1,63 @@
 //! The decisions of portalocker 4.2+'s acquire algorithm, as pure functions
-//! over the records a probe collected (protocol spec §6.4-6.6).
+//! over what an attempt saw (docs/redis-protocol.md §6.4-6.6): changing an
+//! election rule is an edit here, with its table test.
 
 use super::protocol::{Record, WireMode};
+
+/// What a round's probe found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Probe<'a> {
+    /// Alone on the channel (the count was 1): nobody to ask.
+    Alone,
+    /// The probe was inconclusive (the count changed, someone was silent).
+    Inconclusive,
+    /// One record per subscriber, ours included.
+    Records(&'a [Record]),
+}
+
+/// What one round of an attempt decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// A reader holds the lock.
+    Held,
+    /// A writer advertises `exclusive` and confirms; `elected` is what its
+    /// record says (an election won, or the fast path).
+    Promote {
+        /// Whether the writer was elected.
+        elected: bool,
+    },
+    /// An elected writer stays subscribed, `pending` and elected, waiting for
+    /// readers to leave.
+    StayElected,
+    /// Leave the channel and try again later.
+    GiveUp,
+}
+
+/// §6.2-6.5: the verdict of a round for a reader or a writer, `elected`
+/// already or not, given what its probe found; `once` when the attempt may
+/// not wait (then a writer never advertises an election it would not wait
+/// out).
+pub(crate) fn round(reader: bool, elected: bool, once: bool, probe: Probe<'_>, me: &str) -> Round {
+    match (reader, probe) {
+        (true, Probe::Alone) => Round::Held,
+        (true, Probe::Records(records)) if reader_may_hold(records) => Round::Held,
+        (true, _) => Round::GiveUp,
+        (false, Probe::Alone) => Round::Promote { elected },
+        (false, Probe::Inconclusive) if elected => Round::StayElected,
+        (false, Probe::Inconclusive) => Round::GiveUp,
+        (false, Probe::Records(records)) if elected => match incumbent_writer(records, me) {
+            Incumbent::Forfeit => Round::GiveUp,
+            Incumbent::Wait => Round::StayElected,
+            Incumbent::Promote => Round::Promote { elected: true },
+        },
+        (false, Probe::Records(records)) => match fresh_writer(records, me) {
+            Fresh::NotElected => Round::GiveUp,
+            Fresh::Promote => Round::Promote { elected: true },
+            Fresh::WaitForReaders if once => Round::GiveUp,
+            Fresh::WaitForReaders => Round::StayElected,
+        },
+    }
+}
 
 /// Whether a reader may hold: every record (its own included) is shared.
 pub(crate) fn reader_may_hold(records: &[Record]) -> bool {
@@ -121,6 +177,62 @@ mod tests {
     }
 
     use WireMode::{Exclusive as X, Pending as P, Shared as S};
+
+    #[test]
+    fn rounds() {
+        let me = "m";
+        let alone = Probe::Alone;
+        let unsure = Probe::Inconclusive;
+        let readers = [rec("m", P, Some(false)), rec("r", S, Some(false))];
+        let holder = [rec("m", P, Some(false)), rec("z", X, Some(false))];
+        let rival = [rec("m", P, Some(false)), rec("z", P, Some(false))];
+        let shared = [rec("m", S, Some(false)), rec("r", S, Some(false))];
+        let writer = [rec("m", S, Some(false)), rec("a", P, Some(false))];
+        let r = Probe::Records;
+        // (reader, elected, once, probe) -> verdict
+        let table = [
+            (true, false, false, alone, Round::Held),
+            (true, false, false, r(&shared), Round::Held),
+            (true, false, false, r(&writer), Round::GiveUp),
+            (true, false, false, unsure, Round::GiveUp),
+            (
+                false,
+                false,
+                false,
+                alone,
+                Round::Promote { elected: false },
+            ),
+            (false, true, false, alone, Round::Promote { elected: true }),
+            (false, false, false, unsure, Round::GiveUp),
+            (false, true, false, unsure, Round::StayElected),
+            (false, false, false, r(&holder), Round::GiveUp),
+            (
+                false,
+                false,
+                false,
+                r(&rival),
+                Round::Promote { elected: true },
+            ),
+            (false, false, false, r(&readers), Round::StayElected),
+            (false, false, true, r(&readers), Round::GiveUp),
+            (false, true, false, r(&readers), Round::StayElected),
+            (false, true, false, r(&holder), Round::GiveUp),
+            (
+                false,
+                true,
+                false,
+                r(&rival),
+                Round::Promote { elected: true },
+            ),
+        ];
+        for (reader, elected, once, probe, verdict) in table {
+            assert_eq!(
+                round(reader, elected, once, probe, me),
+                verdict,
+                "reader {reader}, elected {elected}, once {once}, {probe:?}"
+            );
+        }
+    }
 
     #[test]
     fn readers_hold_only_among_readers() {

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
     /// waiting for it is not contention).
     pub(crate) releasing: AtomicUsize,
     /// Whether a probe of this lock met a silent subscriber: then probes
-    /// are anchored (see `probe.rs`) until one is conclusive.
+    /// are anchored (docs/redis-protocol.md §8.2) until one is conclusive.
     pub(crate) suspect: std::sync::atomic::AtomicBool,
     /// The release-notice listener, kept between acquisitions.
     pub(crate) notices: tokio::sync::Mutex<Option<Listener>>,

@@ -1,6 +1,7 @@
 //! The conversation with the other participants: ping the channel and
-//! collect one record per subscriber (protocol spec §6.3), reap the ones
-//! that stay silent (§8), and confirm a promotion (§6.6).
+//! collect one record per subscriber (§6.3), reap the ones that stay silent
+//! (§8), and confirm a promotion (§6.6). Sections are those of
+//! docs/redis-protocol.md.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

@@ -18,8 +18,18 @@ fn main() {
     guard.release().unwrap();
     let again = a.try_lock().unwrap();
     assert!(again.fencing_token().unwrap() > first);
+    // A writer holds: shared attempts wait or give up.
+    assert_err!(b.try_lock_shared(), Error::WouldBlock);
+    assert_err!(
+        b.lock_shared_for(Duration::from_millis(50)),
+        Error::TimedOut
+    );
     drop(again);
-    drop(b.lock_shared().unwrap());
+    let r1 = b.lock_shared().unwrap();
+    let r2 = RedisLock::open(name, false).unwrap();
+    drop(r2.try_lock_shared().unwrap());
+    drop(r2.lock_shared_for(Duration::from_millis(50)).unwrap());
+    drop(r1);
     for bad in ["", "a\nb"] {
         assert_err!(RedisLock::open(bad, false), Error::InvalidArgument(_));
     }
