@@ -10,12 +10,12 @@ macro_rules! plugin_bindings {
             world: "portalocker:locks/plugin",
             imports: { $($imports)* },
             with: {
-                "portalocker:locks/file-lock.file-lock": crate::file_lock::FileLockHandle,
-                "portalocker:locks/file-lock.file-lock-guard": crate::file_lock::FileLockGuardHandle,
-                "portalocker:locks/semaphore.semaphore": crate::semaphore::SemaphoreHandle,
-                "portalocker:locks/semaphore.semaphore-permit": crate::semaphore::PermitHandle,
-                "portalocker:locks/redis-lock.redis-lock": crate::redis_lock::RedisLockHandle,
-                "portalocker:locks/redis-lock.redis-lock-guard": crate::redis_lock::RedisGuardHandle,
+                "portalocker:locks/file-lock.file-lock": crate::FileLockHandle,
+                "portalocker:locks/file-lock.file-lock-guard": crate::FileLockGuardHandle,
+                "portalocker:locks/semaphore.semaphore": crate::SemaphoreHandle,
+                "portalocker:locks/semaphore.semaphore-permit": crate::PermitHandle,
+                "portalocker:locks/redis-lock.redis-lock": crate::RedisLockHandle,
+                "portalocker:locks/redis-lock.redis-lock-guard": crate::RedisGuardHandle,
             },
             trappable_error_type: { "portalocker:locks/types.error" => crate::LockError },
         });

@@ -1,16 +1,19 @@
 //! What the embedder grants a plugin, and the view the bindings work on.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{HasData, ResourceTable};
 
+use portalocker::Wait;
+use portalocker::redis::{Pool, WeakPool};
+
 use crate::budget::{Budget, Limits, Usage};
 use crate::error::LockError;
-use crate::redis_lock::RedisGrant;
 use crate::sandbox::Grant;
 
 /// The grants and limits of one plugin instance. Build it with
@@ -236,4 +239,85 @@ pub struct Locks;
 
 impl HasData for Locks {
     type Data<'a> = LocksCtxView<'a>;
+}
+
+/// The longest namespace prefix a host may set, in bytes.
+const MAX_PREFIX_LEN: usize = 512;
+
+/// The Redis server and namespace a plugin may use.
+#[derive(Clone)]
+pub(crate) struct RedisGrant {
+    pool: Pool,
+    prefix: String,
+}
+
+impl RedisGrant {
+    /// The connections to the server.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// What every lock name is prefixed with.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// The pools of this process, by URL: contexts granting the same server
+/// share one, and it closes when the last of them is gone.
+static POOLS: LazyLock<Mutex<HashMap<String, WeakPool>>> = LazyLock::new(Default::default);
+
+impl RedisGrant {
+    /// The grant of `url` through the process's shared pool for it.
+    pub(crate) fn shared(url: &str, prefix: &str) -> io::Result<Self> {
+        let pool = {
+            let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+            pools.retain(|_, pool| pool.upgrade().is_some());
+            match pools.get(url).and_then(WeakPool::upgrade) {
+                Some(pool) => pool,
+                None => {
+                    let pool = Pool::open(url).map_err(|e| {
+                        let message = match e {
+                            portalocker::Error::InvalidArgument(message) => message,
+                            other => other.to_string(),
+                        };
+                        io::Error::new(io::ErrorKind::InvalidInput, message)
+                    })?;
+                    pools.insert(url.to_owned(), pool.downgrade());
+                    pool
+                }
+            }
+        };
+        Self::new(pool, prefix)
+    }
+
+    /// The grant of `pool`'s server with names prefixed by `prefix`.
+    pub(crate) fn new(pool: Pool, prefix: &str) -> io::Result<Self> {
+        if prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a Redis namespace prefix must be at most {MAX_PREFIX_LEN} bytes of printable ASCII without spaces: {prefix:?}"
+                ),
+            ));
+        }
+        Ok(Self {
+            pool,
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl fmt::Debug for RedisGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisGrant")
+            .field("prefix", &self.prefix)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// How long a guest asked to wait (`None`: as long as it takes).
+pub(crate) fn waiting(timeout: Option<Duration>) -> Wait {
+    timeout.map_or(Wait::FOREVER, Wait::up_to)
 }

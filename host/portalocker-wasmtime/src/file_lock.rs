@@ -13,7 +13,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portalocker::{LockGuard, LockMode, Wait};
+use portalocker::{LockGuard, LockMode};
 use wasmtime::component::Resource;
 
 use crate::bindings::{async_, sync_};
@@ -82,11 +82,6 @@ impl Drop for FileLockGuardHandle {
     }
 }
 
-/// How long a guest asked to wait (`None`: as long as it takes).
-pub(crate) fn waiting(timeout: Option<Duration>) -> Wait {
-    timeout.map_or(Wait::FOREVER, Wait::up_to)
-}
-
 impl LocksCtxView<'_> {
     fn open_file_lock(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
         let charge = self
@@ -136,7 +131,7 @@ impl LocksCtxView<'_> {
             |_| Ok(resolved.names(key.get())),
             &resolved.guest,
             mode,
-            waiting(timeout),
+            crate::ctx::waiting(timeout),
         )
         .map_err(|e| LockError::from_core(&resolved.guest, e))?;
         self.push_guard(guard, key.get(), spare, charge)
@@ -162,7 +157,7 @@ impl LocksCtxView<'_> {
             |_| Ok(resolved.names(*key.lock().unwrap_or_else(|p| p.into_inner()))),
             &resolved.guest,
             mode,
-            waiting(timeout),
+            crate::ctx::waiting(timeout),
         )
         .await
         .map_err(|e| LockError::from_core(&resolved.guest, e))?;

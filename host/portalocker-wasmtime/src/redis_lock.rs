@@ -7,89 +7,20 @@
 //! and one taking or holding many is stopped by its
 //! `max_redis_connections` budget.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::io;
-use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use portalocker::LockMode;
-use portalocker::redis::{Pool, RedisLock, RedisLockGuard, WeakPool};
+use portalocker::redis::{RedisLock, RedisLockGuard};
 use wasmtime::component::Resource;
 
 use crate::bindings::{async_, sync_};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{ErrorCode, LockError, trap};
-use crate::file_lock::waiting;
 
 /// The longest Redis lock name a guest may use, in bytes (before the
 /// host's prefix).
 pub const MAX_REDIS_NAME_LEN: usize = 256;
-
-/// The longest namespace prefix a host may set, in bytes.
-const MAX_PREFIX_LEN: usize = 512;
-
-/// The Redis server and namespace a plugin may use.
-#[derive(Clone)]
-pub(crate) struct RedisGrant {
-    pool: Pool,
-    prefix: String,
-}
-
-/// The pools of this process, by URL: contexts granting the same server
-/// share one, and it closes when the last of them is gone.
-static POOLS: LazyLock<Mutex<HashMap<String, WeakPool>>> = LazyLock::new(Default::default);
-
-impl RedisGrant {
-    /// The grant of `url` through the process's shared pool for it.
-    pub(crate) fn shared(url: &str, prefix: &str) -> io::Result<Self> {
-        let pool = {
-            let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-            pools.retain(|_, pool| pool.upgrade().is_some());
-            match pools.get(url).and_then(WeakPool::upgrade) {
-                Some(pool) => pool,
-                None => {
-                    let pool = Pool::open(url).map_err(|e| {
-                        let message = match e {
-                            portalocker::Error::InvalidArgument(message) => message,
-                            other => other.to_string(),
-                        };
-                        io::Error::new(io::ErrorKind::InvalidInput, message)
-                    })?;
-                    pools.insert(url.to_owned(), pool.downgrade());
-                    pool
-                }
-            }
-        };
-        Self::new(pool, prefix)
-    }
-
-    /// The grant of `pool`'s server with names prefixed by `prefix`.
-    pub(crate) fn new(pool: Pool, prefix: &str) -> io::Result<Self> {
-        if prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a Redis namespace prefix must be at most {MAX_PREFIX_LEN} bytes of printable ASCII without spaces: {prefix:?}"
-                ),
-            ));
-        }
-        Ok(Self {
-            pool,
-            prefix: prefix.to_owned(),
-        })
-    }
-}
-
-impl fmt::Debug for RedisGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisGrant")
-            .field("prefix", &self.prefix)
-            .field("pool", &self.pool)
-            .finish()
-    }
-}
 
 /// A Redis lock the guest named (`redis-lock`).
 #[doc(hidden)]
@@ -130,12 +61,12 @@ impl LocksCtxView<'_> {
                 "a Redis lock name must be 1 to {MAX_REDIS_NAME_LEN} bytes"
             )));
         }
-        let channel = format!("{}{name}", grant.prefix);
+        let channel = format!("{}{name}", grant.prefix());
         let charge = self
             .ctx
             .budget
             .charge_handle(2 * channel.len() + name.len() + 2 * HANDLE_OVERHEAD)?;
-        let lock = RedisLock::with_pool(&grant.pool, &channel)
+        let lock = RedisLock::with_pool(grant.pool(), &channel)
             .map_err(|e| LockError::from_core(&name, e).renamed(&channel, &name))?
             .fencing(fencing);
         Ok(self.table.push(RedisLockHandle {
@@ -169,7 +100,7 @@ impl LocksCtxView<'_> {
             .lock
             .clone()
             .lock_mode(mode)
-            .wait(waiting(timeout));
+            .wait(crate::ctx::waiting(timeout));
         Ok((lock, charge))
     }
 

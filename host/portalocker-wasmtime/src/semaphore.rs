@@ -15,8 +15,8 @@ use wasmtime::component::Resource;
 use crate::bindings::{async_, sync_};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
+use crate::ctx::waiting;
 use crate::error::{LockError, trap};
-use crate::file_lock::waiting;
 use crate::sandbox::{self, Resolved};
 
 /// A semaphore the guest named (`semaphore`).

@@ -70,6 +70,7 @@
 mod atomic;
 mod error;
 mod flags;
+mod guard;
 mod lock;
 mod mode;
 mod pidfile;
@@ -81,11 +82,14 @@ mod semaphore;
 mod sys;
 mod temporary;
 mod wait;
+#[cfg(feature = "async")]
+mod wake;
 
 pub use atomic::{AtomicFile, open_atomic};
 pub use error::{Error, Result};
 pub use flags::{LockFlags, LockMode};
-pub use lock::{Lock, LockGuard, lock, lock_timeout, unlock};
+pub use guard::LockGuard;
+pub use lock::{Lock, lock, lock_timeout, unlock};
 pub use mode::FileMode;
 pub use pidfile::{PidFileLock, PidLock, PidLockGuard};
 pub use rlock::{RLock, RLockGuard};

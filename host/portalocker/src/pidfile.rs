@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockGuard, release_file};
+use crate::guard::{LockGuard, release_file};
+use crate::lock::Lock;
 use crate::mode::FileMode;
 use crate::sys;
 use crate::temporary::{acquire_verified, unlink_if_current, verify_current};

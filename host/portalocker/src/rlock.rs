@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::Result;
-use crate::lock::{Lock, LockGuard};
+use crate::guard::LockGuard;
+use crate::lock::Lock;
 
 /// A re-entrant [`Lock`]: the first acquire takes the OS lock, later ones on
 /// the same `RLock` (from any thread) only count, and the lock is released

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
-use crate::lock::LockGuard;
+use crate::guard::LockGuard;
 use crate::mode::FileMode;
 use crate::sys;
 use crate::wait::Wait;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::flags::LockFlags;
-use crate::lock::{Lock, LockGuard, release_file};
+use crate::guard::{LockGuard, release_file};
+use crate::lock::Lock;
 use crate::mode::FileMode;
 use crate::sys;
 use crate::wait::Wait;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
-use crate::lock::LockGuard;
+use crate::guard::{LockGuard, release_file};
 use crate::sys;
 
 /// portalocker's default timeout: 5 seconds.
@@ -326,6 +326,45 @@ pub fn lock_opened(
     }
 }
 
+impl LockGuard {
+    /// Lock a file you opened yourself and guard it, waiting as `wait`
+    /// says. `path` is only used in messages. (To open it through your own
+    /// directory handle at every attempt, see [`lock_opened`].)
+    ///
+    /// ```
+    /// use portalocker::{LockGuard, LockMode, Wait};
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("opened.lock");
+    /// let file = std::fs::File::create(&path)?;
+    /// let guard = LockGuard::lock_file(file, &path, LockMode::Exclusive, Wait::NONE)?;
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] or [`Error::TimedOut`] on contention,
+    /// [`Error::Io`] when locking fails. The file is closed on error.
+    pub fn lock_file(
+        file: File,
+        path: impl Into<PathBuf>,
+        mode: LockMode,
+        wait: Wait,
+    ) -> Result<LockGuard> {
+        let mut file = Some(file);
+        lock_opened(
+            || {
+                file.take()
+                    .ok_or_else(|| io::Error::other("the file was replaced while locking"))
+            },
+            |_| Ok(true),
+            path,
+            mode,
+            wait,
+        )
+    }
+}
+
 /// After locking `file`: its guard if `path` still names it; `None` (the
 /// file unlocked and closed) to try the current file.
 fn still_named(
@@ -342,7 +381,7 @@ fn still_named(
     }
     // We locked an inode the path no longer names: drop it, never
     // unlinking (the path belongs to whoever created the new file).
-    if let Err(e) = crate::lock::release_file(file, path) {
+    if let Err(e) = release_file(file, path) {
         log::warn!("suppressed error while dropping a stale lock: {e}");
     }
     *stale += 1;
@@ -387,70 +426,28 @@ pub(crate) fn sweep<T>(
 #[cfg(feature = "async")]
 pub use self::asynchronous::lock_opened_async;
 #[cfg(feature = "async")]
-pub(crate) use self::asynchronous::{released, until};
+pub(crate) use self::asynchronous::until;
 
 /// Waiting without a thread: try, then sleep until a release in this
-/// process wakes us or a short pause (growing to 10 ms) passes, so a
-/// release by another process is seen within that pause. Needs a tokio
-/// runtime with its timer.
+/// process wakes us (see `wake`) or a short pause (growing to 10 ms)
+/// passes, so a release by another process is seen within that pause.
+/// Needs a tokio runtime with its timer.
 #[cfg(feature = "async")]
 mod asynchronous {
-    use std::collections::HashMap;
     use std::fs::File;
     use std::io;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, LazyLock, Mutex, Weak};
     use std::time::{Duration, Instant};
-
-    use tokio::sync::Notify;
 
     use super::{Started, Wait, still_named};
     use crate::error::{Error, Result};
     use crate::flags::LockMode;
-    use crate::lock::LockGuard;
+    use crate::guard::LockGuard;
     use crate::sys::{self, FileKey};
+    use crate::wake;
 
     const FIRST_PAUSE: Duration = Duration::from_micros(100);
     const LONGEST_PAUSE: Duration = Duration::from_millis(10);
-
-    static WAITERS: LazyLock<Mutex<HashMap<FileKey, Weak<Notify>>>> =
-        LazyLock::new(Default::default);
-
-    /// How many async waits are in progress in this process: releases skip
-    /// the registry when there are none.
-    static WAITING: AtomicUsize = AtomicUsize::new(0);
-
-    fn waiters() -> std::sync::MutexGuard<'static, HashMap<FileKey, Weak<Notify>>> {
-        WAITERS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn notifier(key: FileKey) -> Arc<Notify> {
-        let mut map = waiters();
-        if let Some(notify) = map.get(&key).and_then(Weak::upgrade) {
-            return notify;
-        }
-        let notify = Arc::new(Notify::new());
-        map.insert(key, Arc::downgrade(&notify));
-        if map.len() > 256 {
-            map.retain(|_, weak| weak.strong_count() > 0);
-        }
-        notify
-    }
-
-    /// The lock on `file` is being released in this process: wake its async
-    /// waiters. Costs one atomic load when nobody waits.
-    pub(crate) fn released(file: &File) {
-        if WAITING.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let notify = waiters().get(&sys::key_of(file)).and_then(Weak::upgrade);
-        if let Some(notify) = notify {
-            notify.notify_waiters();
-        }
-    }
 
     /// Call `attempt` until it succeeds (`true`) or the wait runs out
     /// (`false`), sleeping between attempts until a release of `key` in this
@@ -461,9 +458,8 @@ mod asynchronous {
         started: &Started,
         mut attempt: impl FnMut() -> Result<bool>,
     ) -> Result<bool> {
-        let notify = key.map(notifier);
-        WAITING.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting;
+        let notify = key.map(wake::notifier);
+        let _waiting = wake::Waiting::start();
         let mut pause = started.wait.poll.unwrap_or(FIRST_PAUSE);
         loop {
             // Listen before trying, so a release between the two is not
@@ -494,15 +490,6 @@ mod asynchronous {
             if started.wait.poll.is_none() {
                 pause = (pause * 2).min(LONGEST_PAUSE);
             }
-        }
-    }
-
-    /// Counts one wait in [`WAITING`] until dropped (even when cancelled).
-    struct Waiting;
-
-    impl Drop for Waiting {
-        fn drop(&mut self) {
-            WAITING.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

@@ -12,7 +12,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::DEFAULT_UNAVAILABLE_TIMEOUT;
 use super::connection::{Advertised, LockConnection, numsub};
 use super::decide::{self, Probe, Round};
-use super::guard::RedisLockGuard;
+use super::guard::{Grant, RedisLockGuard};
 use super::lock::RedisLock;
 use super::protocol::{self, Notice, WireMode};
 use super::router::Listener;
@@ -55,8 +55,17 @@ impl RedisLock {
         let mut pause = RETRY_FIRST;
         loop {
             match self.attempts_on_a_connection(&waiting, wait).await {
-                Ok((lock_conn, fencing_token)) => {
-                    return Ok(RedisLockGuard::new(self, lock_conn, turn, fencing_token));
+                Ok((conn, fencing_token)) => {
+                    return Ok(RedisLockGuard::new(Grant {
+                        conn,
+                        turn,
+                        pool: self.pool.clone(),
+                        shared: Arc::clone(&self.shared),
+                        channel: self.channel.clone(),
+                        holder_id: self.holder_id.clone(),
+                        mode: self.mode,
+                        fencing_token,
+                    }));
                 }
                 Err(Error::RedisUnavailable(reason)) => {
                     self.pool.forget_command().await;

@@ -8,12 +8,32 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use super::connection::LockConnection;
-use super::lock::{RedisLock, Shared};
 use super::pool::Pool;
 use super::protocol::{self, Notice};
 use super::runtime;
+use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
+
+/// What a grant hands its guard.
+pub(crate) struct Grant {
+    /// The subscribed lock connection.
+    pub(crate) conn: LockConnection,
+    /// The instance's turn, held until the release has unsubscribed.
+    pub(crate) turn: OwnedMutexGuard<()>,
+    /// Where the connection goes back to.
+    pub(crate) pool: Pool,
+    /// What the instance's clones share.
+    pub(crate) shared: Arc<Shared>,
+    /// The lock name.
+    pub(crate) channel: String,
+    /// The instance's holder id.
+    pub(crate) holder_id: String,
+    /// Exclusive or shared.
+    pub(crate) mode: LockMode,
+    /// The token drawn, if fenced.
+    pub(crate) fencing_token: Option<u64>,
+}
 
 /// A held Redis lock. Dropping it releases the lock at once (it
 /// unsubscribes; Rust waiters are told on a side channel).
@@ -31,30 +51,26 @@ pub struct RedisLockGuard {
 }
 
 impl RedisLockGuard {
-    /// The guard of a grant on `conn`, holding the instance's `turn`.
-    pub(crate) fn new(
-        lock: &RedisLock,
-        conn: LockConnection,
-        turn: OwnedMutexGuard<()>,
-        fencing_token: Option<u64>,
-    ) -> Self {
+    /// The guard of a grant of lock `channel` to `holder_id` on `conn`,
+    /// holding the instance's `turn`.
+    pub(crate) fn new(grant: Grant) -> Self {
         Self {
-            lost: conn.watch_lost(),
-            held: Some((conn, turn)),
+            lost: grant.conn.watch_lost(),
+            held: Some((grant.conn, grant.turn)),
             released: watch::channel(false).0,
-            pool: lock.pool.clone(),
-            shared: Arc::clone(&lock.shared),
-            channel: lock.channel.clone(),
-            holder_id: lock.holder_id.clone(),
-            mode: lock.mode,
-            fencing_token,
+            pool: grant.pool,
+            shared: grant.shared,
+            channel: grant.channel,
+            holder_id: grant.holder_id,
+            mode: grant.mode,
+            fencing_token: grant.fencing_token,
         }
     }
 
     /// The fencing token drawn for this acquisition (with
-    /// [`RedisLock::fencing`], exclusive locks only): it grows with every
-    /// fenced acquisition, Python's included, so a protected resource can
-    /// reject a stale holder.
+    /// [`RedisLock::fencing`](super::RedisLock::fencing), exclusive locks
+    /// only): it grows with every fenced acquisition, Python's included, so
+    /// a protected resource can reject a stale holder.
     pub fn fencing_token(&self) -> Option<u64> {
         self.fencing_token
     }

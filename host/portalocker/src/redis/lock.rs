@@ -1,43 +1,17 @@
 //! The public lock: its settings, and acquiring from blocking or async code.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::guard::RedisLockGuard;
 use super::pool::Pool;
-use super::protocol::{self, Notice};
-use super::router::Listener;
+use super::protocol;
 use super::runtime::{self, InRuntime};
+use super::shared::Shared;
 use super::{Client, DEFAULT_UNAVAILABLE_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
 use crate::wait::Wait;
-
-/// What the clones of one [`RedisLock`] share (they share a holder id, so
-/// they take turns).
-#[derive(Default)]
-pub(crate) struct Shared {
-    /// One acquisition at a time per holder id: an acquisition, then its
-    /// guard, hold the turn until the release has unsubscribed.
-    pub(crate) turn: Arc<tokio::sync::Mutex<()>>,
-    /// How many releases are under way (each holds the turn a moment more:
-    /// waiting for it is not contention).
-    pub(crate) releasing: AtomicUsize,
-    /// Whether a probe of this lock met a silent subscriber: then probes
-    /// are anchored (docs/redis-protocol.md §8.2) until one is conclusive.
-    pub(crate) suspect: std::sync::atomic::AtomicBool,
-    /// The release-notice listener, kept between acquisitions.
-    pub(crate) notices: tokio::sync::Mutex<Option<Listener>>,
-    /// When this instance last released, and what it told the waiters.
-    pub(crate) released: std::sync::Mutex<Option<(Instant, Notice)>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
-    }
-}
 
 /// A Redis lock named `channel`, exclusive or shared. Cheap to clone
 /// (clones share the holder id, so they take turns).

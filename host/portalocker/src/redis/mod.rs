@@ -53,6 +53,7 @@ mod probe;
 mod protocol;
 mod router;
 mod runtime;
+mod shared;
 
 use std::time::Duration;
 
