@@ -317,8 +317,7 @@ pub fn lock_opened(
             .lock(&file, mode)
             .map_err(|e| Error::io("lock", path.clone(), e))?;
         if !locked {
-            let holder = sys::holder_pid(&file);
-            return Err(started.contention(Some(&path)).with_context(&path, holder));
+            return Err(contended(&started, &file, &path));
         }
         if let Some(guard) = still_named(file, &names, &path, mode, &started, &mut stale)? {
             return Ok(guard);
@@ -363,6 +362,13 @@ impl LockGuard {
             wait,
         )
     }
+}
+
+/// The contention a wait for `file` ended with, naming its holder where
+/// the platform tells.
+fn contended(started: &Started, file: &File, path: &Path) -> Error {
+    let holder = sys::holder_pid(file);
+    started.contention(Some(path)).with_context(path, holder)
 }
 
 /// After locking `file`: its guard if `path` still names it; `None` (the
@@ -439,7 +445,7 @@ mod asynchronous {
     use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
-    use super::{Started, Wait, still_named};
+    use super::{Started, Wait, contended, still_named};
     use crate::error::{Error, Result};
     use crate::flags::LockMode;
     use crate::guard::LockGuard;
@@ -517,8 +523,7 @@ mod asynchronous {
             let attempt =
                 || sys::try_lock(&file, mode).map_err(|e| Error::io("lock", path.clone(), e));
             if !until(Some(key), &started, attempt).await? {
-                let holder = sys::holder_pid(&file);
-                return Err(started.contention(Some(&path)).with_context(&path, holder));
+                return Err(contended(&started, &file, &path));
             }
             if let Some(guard) = still_named(file, &names, &path, mode, &started, &mut stale)? {
                 return Ok(guard);

@@ -168,16 +168,8 @@ impl RedisLock {
     /// `C-lock-<id>` (or a 3.x peer's `C-lock`) with a subscription. Empty
     /// when the server will not list its clients.
     async fn subscribed_holders(&self, conn: &mut MultiplexedConnection) -> Result<Vec<Candidate>> {
-        let clients: String = match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
-            Ok(list) => list,
-            Err(e) => {
-                let e = crate::error::Error::from(e);
-                if let crate::error::Error::RedisUnavailable(_) = e {
-                    return Err(e);
-                }
-                log::warn!("cannot list the holders of {:?}: {e}", self.channel);
-                return Ok(Vec::new());
-            }
+        let Some(clients) = self.client_list(conn).await? else {
+            return Ok(Vec::new());
         };
         let legacy_name = format!("{}-lock", self.channel);
         Ok(clients
@@ -209,15 +201,8 @@ impl RedisLock {
     /// The ids of the clients that sent nothing for a second (see
     /// [`quiet`]).
     async fn quiet_clients(&self, conn: &mut MultiplexedConnection) -> Result<HashSet<String>> {
-        let clients: String = match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
-            Ok(list) => list,
-            Err(e) => {
-                let e = crate::error::Error::from(e);
-                if let crate::error::Error::RedisUnavailable(_) = e {
-                    return Err(e);
-                }
-                return Ok(HashSet::new());
-            }
+        let Some(clients) = self.client_list(conn).await? else {
+            return Ok(HashSet::new());
         };
         Ok(clients
             .lines()
@@ -225,6 +210,21 @@ impl RedisLock {
             .filter_map(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
             .map(str::to_owned)
             .collect())
+    }
+
+    /// `CLIENT LIST`; `None` when the server refuses it (no `@admin`
+    /// rights: then nobody can be reaped, which is said once per refusal).
+    async fn client_list(&self, conn: &mut MultiplexedConnection) -> Result<Option<String>> {
+        match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
+            Ok(list) => Ok(Some(list)),
+            Err(e) => match crate::error::Error::from(e) {
+                unavailable @ crate::error::Error::RedisUnavailable(_) => Err(unavailable),
+                refused => {
+                    log::warn!("cannot list the holders of {:?}: {refused}", self.channel);
+                    Ok(None)
+                }
+            },
+        }
     }
 
     /// Kill the connection of a silent holder.
@@ -252,13 +252,8 @@ impl RedisLock {
         let answered: HashSet<&str> = replied.keys().map(String::as_str).collect();
         let any_legacy = replied.values().any(|r| r.legacy);
         let legacy_name = format!("{}-lock", self.channel);
-        let clients: String = match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
-            Ok(list) => list,
-            // Without @admin rights nobody can be reaped: say so, go on.
-            Err(e) => {
-                log::warn!("cannot reap silent holders of {:?}: {e}", self.channel);
-                return Ok(());
-            }
+        let Some(clients) = self.client_list(conn).await? else {
+            return Ok(());
         };
         for line in clients.lines() {
             let field = |key: &str| {
