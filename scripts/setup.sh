@@ -45,3 +45,9 @@ if ! "$venv/bin/python" -c 'import portalocker, redis, sys; sys.exit(portalocker
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'portalocker[redis]==4.4.2'
 fi
+
+# The benchmark's W2 peer (scripts/bench.sh; the test suite runs it briefly).
+if ! "$venv/bin/python" -c 'import filelock, sys; sys.exit(filelock.__version__ != "4.3.1")' 2>/dev/null; then
+    echo "setup: pip install filelock==4.3.1 (the benchmark's W2 peer)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'filelock==4.3.1'
+fi

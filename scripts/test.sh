@@ -35,3 +35,6 @@ cargo build --release --workspace --bins --locked
 
 step "cargo test"
 cargo test --release --workspace --locked
+
+step "benchmark smoke run (scripts/bench.sh --quick --runs 1: every workload runs and checks its result)"
+"$CARGO_TARGET_DIR/release/portalocker-bench" --quick --runs 1 --json "$CARGO_TARGET_DIR/bench/smoke.json" >/dev/null

@@ -54,20 +54,39 @@ pub fn engine() -> &'static Engine {
     })
 }
 
-/// A compiled guest program, cached by path.
+/// A compiled guest program, cached by path: a `.wasm` component is
+/// compiled, a `.cwasm` written by [`precompile`] is loaded.
 pub fn component(path: &str) -> Component {
     static CACHE: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(component) = cache.lock().unwrap().get(path) {
         return component.clone();
     }
-    let component =
-        Component::from_file(engine(), path).unwrap_or_else(|e| panic!("compiling {path}: {e:?}"));
+    let component = if path.ends_with(".cwasm") {
+        // SAFETY: a `.cwasm` here is one the benchmark precompiled with this
+        // engine's configuration (see `precompile`), never foreign input.
+        unsafe { Component::deserialize_file(engine(), path) }
+    } else {
+        Component::from_file(engine(), path)
+    }
+    .unwrap_or_else(|e| panic!("compiling {path}: {e:?}"));
     cache
         .lock()
         .unwrap()
         .insert(path.to_owned(), component.clone());
     component
+}
+
+/// Compile the component at `wasm` for [`engine`] and write it to `cwasm`,
+/// so that other processes load it without compiling.
+///
+/// # Errors
+///
+/// When the component does not compile or the file cannot be written.
+pub fn precompile(wasm: &str, cwasm: &Path) -> wasmtime::Result<()> {
+    let bytes = engine().precompile_component(&std::fs::read(wasm)?)?;
+    std::fs::write(cwasm, bytes)?;
+    Ok(())
 }
 
 /// How to run a guest program.
@@ -184,15 +203,19 @@ impl Run {
 
     /// Run with the sync bindings on this thread.
     pub fn sync(&self) -> Outcome {
-        let mut linker = Linker::<State>::new(engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-        portalocker_wasmtime::add_to_linker_sync(&mut linker).unwrap();
+        static LINKER: OnceLock<Linker<State>> = OnceLock::new();
+        let linker = LINKER.get_or_init(|| {
+            let mut linker = Linker::<State>::new(engine());
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+            portalocker_wasmtime::add_to_linker_sync(&mut linker).unwrap();
+            linker
+        });
         let (mut store, stdout, stderr) = self.store();
         let result = (|| {
             let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
                 &mut store,
                 &component(&self.program),
-                &linker,
+                linker,
             )?;
             command.wasi_cli_run().call_run(&mut store)
         })();
@@ -202,15 +225,19 @@ impl Run {
 
     /// Run with the async bindings on a tokio runtime.
     pub async fn run_async(&self) -> Outcome {
-        let mut linker = Linker::<State>::new(engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-        portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
+        static LINKER: OnceLock<Linker<State>> = OnceLock::new();
+        let linker = LINKER.get_or_init(|| {
+            let mut linker = Linker::<State>::new(engine());
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+            portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
+            linker
+        });
         let (mut store, stdout, stderr) = self.store();
         let result = async {
             let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
                 &mut store,
                 &component(&self.program),
-                &linker,
+                linker,
             )
             .await?;
             command.wasi_cli_run().call_run(&mut store).await

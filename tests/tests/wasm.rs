@@ -193,13 +193,46 @@ macro_rules! scenarios {
         }
 
         #[test]
-        fn bench_lock_cycle() {
+        fn bench_workload() {
+            // Every mode of the benchmark's plugin, briefly, with its checks.
             let dir = tempfile::tempdir().unwrap();
-            let out: Outcome = $run(
-                &Run::new(BENCH_LOCK_CYCLE, &["/data/b.lock", "100"]).grant(dir.path(), "/data"),
-            );
-            out.assert_ok();
-            assert!(out.stdout.trim().parse::<u64>().is_ok(), "{}", out.stdout);
+            let run = |args: &[&str]| -> Outcome {
+                let out: Outcome = $run(&Run::new(BENCH_WORKLOAD, args).grant(dir.path(), "/data"));
+                out.assert_ok();
+                out
+            };
+            for mode in ["pairs", "open-cycles"] {
+                let out = run(&[mode, "/data/b.lock", "100"]);
+                assert!(
+                    out.stdout.trim().parse::<u64>().is_ok(),
+                    "{mode}: {}",
+                    out.stdout
+                );
+            }
+            run(&["count", "/data/c.lock", "/data/c.txt", "25"]);
+            assert_eq!(read_counter(&dir.path().join("c.txt")).unwrap(), 25);
+            run(&["semaphore", "/data", "s", "2", "10"]);
+            let out = run(&["fair", "/data", "f", "2", "30", "100"]);
+            let fields: Vec<u128> = out
+                .stdout
+                .split_whitespace()
+                .map(|f| f.parse().unwrap())
+                .collect();
+            assert!(fields.len() == 3 && fields[0] > 0, "{}", out.stdout);
+            assert_eq!(run(&["hold-once", "/data/h.lock"]).stdout, "ok\n");
+            let server = RedisServer::start();
+            for args in [
+                vec!["redis-cycles", "w5", "5"],
+                vec!["redis-count", "w6", "/data/r.txt", "5"],
+            ] {
+                let out: Outcome = $run(
+                    &Run::new(BENCH_WORKLOAD, &args)
+                        .grant(dir.path(), "/data")
+                        .redis(&server.url(), "bench-"),
+                );
+                out.assert_ok();
+            }
+            assert_eq!(read_counter(&dir.path().join("r.txt")).unwrap(), 5);
         }
 
         #[test]
