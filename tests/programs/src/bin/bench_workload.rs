@@ -36,7 +36,10 @@ fn main() {
             for _ in 0..count {
                 lock.try_lock().unwrap().release().unwrap();
             }
-            println!("{}", started.elapsed().as_nanos() / u128::from(count.max(1)));
+            println!(
+                "{}",
+                started.elapsed().as_nanos() / u128::from(count.max(1))
+            );
         }
         ["open-cycles", path, count] => {
             let count = n(count);
@@ -45,7 +48,10 @@ fn main() {
                 let lock = FileLock::open(path).unwrap();
                 lock.try_lock().unwrap().release().unwrap();
             }
-            println!("{}", started.elapsed().as_nanos() / u128::from(count.max(1)));
+            println!(
+                "{}",
+                started.elapsed().as_nanos() / u128::from(count.max(1))
+            );
         }
         ["count", lock, data, count] => {
             let lock = FileLock::open(lock).unwrap();
@@ -59,7 +65,11 @@ fn main() {
             let sem = Semaphore::open(name, n(slots), dir).unwrap();
             for _ in 0..n(count) {
                 let permit = sem.acquire().unwrap();
-                assert!(permit.slot() < n(slots), "slot {} out of range", permit.slot());
+                assert!(
+                    permit.slot() < n(slots),
+                    "slot {} out of range",
+                    permit.slot()
+                );
                 let busy = format!("{dir}/{name}.busy.{}", permit.slot());
                 fs::File::create_new(&busy)
                     .unwrap_or_else(|e| panic!("slot {} held twice: {e}", permit.slot()));
@@ -89,7 +99,10 @@ fn main() {
             for _ in 0..count {
                 lock.lock().unwrap().release().unwrap();
             }
-            println!("{}", started.elapsed().as_nanos() / u128::from(count.max(1)));
+            println!(
+                "{}",
+                started.elapsed().as_nanos() / u128::from(count.max(1))
+            );
         }
         ["redis-count", name, data, count] => {
             let lock = RedisLock::open(name, false).unwrap();
