@@ -10,14 +10,7 @@ use anyhow::{Context, Result, bail};
 
 /// The Python with portalocker 4.4.2, redis-py and filelock.
 pub fn python() -> PathBuf {
-    std::env::var_os("PORTALOCKER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/portalocker-rs/venv/bin/python")
-        })
+    portalocker_tests::python()
 }
 
 /// The Python peers' program.

@@ -8,7 +8,21 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The Python that has portalocker 4.4.2 (and redis-py, filelock):
+/// `$PORTALOCKER_PYTHON`, else the virtual environment `scripts/setup.sh`
+/// makes. Whether it really has them is for the caller to check.
+pub fn python() -> PathBuf {
+    std::env::var_os("PORTALOCKER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/portalocker-rs/venv/bin/python")
+        })
+}
 
 /// Read the decimal counter in `path` (missing or empty is 0).
 ///

@@ -37,14 +37,7 @@ pub fn cli() -> Command {
 pub fn python_path() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let python = std::env::var_os("PORTALOCKER_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let home = std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_default();
-                home.join(".cache/portalocker-rs/venv/bin/python")
-            });
+        let python = portalocker_tests::python();
         let how = "install it with `scripts/setup.sh`, or by hand: \
                    `python3 -m venv ~/.cache/portalocker-rs/venv && \
                    ~/.cache/portalocker-rs/venv/bin/pip install 'portalocker[redis]==4.4.2'` \
