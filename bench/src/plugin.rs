@@ -10,9 +10,10 @@ use anyhow::{Result, bail};
 use portalocker::{Lock, Wait};
 use portalocker_tests::host::{Run, State, component, engine, precompile};
 use portalocker_tests::programs::BENCH_WORKLOAD;
-use portalocker_wasmtime::LocksCtx;
-use wasmtime::Store;
-use wasmtime::component::{Linker, ResourceTable};
+use portalocker_wasmtime::{LocksCtx, LocksCtxBuilder};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
@@ -60,16 +61,75 @@ pub fn run(dir: &Path, redis: Option<&str>, args: &[&str]) -> Result<String> {
     Ok(outcome.stdout.trim().to_owned())
 }
 
-/// W7 figures, in microseconds per start: wasmtime's own instantiation of
-/// the prepared component, a fresh store with WASI and lock contexts plus
-/// instantiation (`start`), and that plus one lock cycle.
+/// W7 figures, in microseconds per start.
 pub struct Start {
-    /// `InstancePre::instantiate` alone.
+    /// `InstancePre::instantiate` alone, pooling allocator.
     pub instantiate: f64,
-    /// Store, WASI and lock contexts, and instantiation.
+    /// A fresh store with WASI and lock contexts (built from templates)
+    /// plus instantiation, pooling allocator: what an embedder starting
+    /// many plugins pays.
     pub start: f64,
+    /// `start` on wasmtime's default (on-demand) allocator.
+    pub start_on_demand: f64,
     /// `start` plus running one try-lock + release.
     pub start_and_cycle: f64,
+}
+
+/// An engine like the tests' (fuel on) whose instances come from a
+/// pooling allocator: memories and tables are reserved once and reused.
+fn pooled_engine() -> Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(16)
+        .total_core_instances(256)
+        .total_memories(64)
+        .total_tables(256);
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
+/// The benchmark plugin, prepared for `engine`.
+fn prepared(engine: &Engine) -> Result<CommandPre<State>> {
+    let program = program();
+    let component = if program.ends_with(".cwasm") {
+        // SAFETY: the benchmark's own precompiled plugin (see
+        // `precompile_into`), compiled with the same settings.
+        unsafe { Component::deserialize_file(engine, program)? }
+    } else {
+        Component::from_file(engine, program)?
+    };
+    let mut linker = Linker::<State>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    portalocker_wasmtime::add_to_linker_sync(&mut linker)?;
+    Ok(CommandPre::new(linker.instantiate_pre(&component)?)?)
+}
+
+/// The per-plugin contexts, made from templates built once: the granted
+/// directory is opened once for WASI and once for the locks, not per start.
+struct Templates {
+    files: WasiFilesystemCtx,
+    locks: LocksCtxBuilder,
+}
+
+impl Templates {
+    fn new(dir: &Path) -> Result<Self> {
+        let mut wasi = WasiCtx::builder();
+        wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite)?;
+        let files = wasi.build().filesystem().clone();
+        let locks = LocksCtx::builder().preopened_dir(dir, "/data")?;
+        Ok(Self { files, locks })
+    }
+
+    fn store(&self, engine: &Engine, args: &[&str]) -> Result<Store<State>> {
+        let mut wasi = WasiCtx::builder().args(args).build();
+        *wasi.filesystem() = self.files.clone();
+        let state = State::new(wasi, self.locks.build(), ResourceTable::new());
+        let mut store = Store::new(engine, state);
+        store.set_fuel(u64::MAX)?;
+        Ok(store)
+    }
 }
 
 /// Measure W7 over `n` starts.
@@ -78,43 +138,38 @@ pub struct Start {
 ///
 /// When the plugin cannot be linked or fails.
 pub fn w7(dir: &Path, n: u32) -> Result<Start> {
-    let mut linker = Linker::<State>::new(engine());
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    portalocker_wasmtime::add_to_linker_sync(&mut linker)?;
-    let pre = CommandPre::new(linker.instantiate_pre(&component(program()))?)?;
+    let pooled = pooled_engine()?;
+    let pre = prepared(&pooled)?;
+    let on_demand = prepared(engine())?;
+    let templates = Templates::new(dir)?;
     let args = ["bench", "pairs", "/data/w7.lock", "1"];
-    let store = || -> Result<Store<State>> {
-        let wasi = WasiCtx::builder()
-            .args(&args)
-            .preopened_dir(dir, "/data", FsPerms::ReadWrite)?
-            .build();
-        let locks = LocksCtx::builder().preopened_dir(dir, "/data")?.build();
-        let mut store = Store::new(engine(), State::new(wasi, locks, ResourceTable::new()));
-        store.set_fuel(u64::MAX)?;
-        Ok(store)
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    let starts = |engine: &Engine, pre: &CommandPre<State>| -> Result<(Duration, Duration)> {
+        let mut instantiate = Duration::ZERO;
+        let started = Instant::now();
+        for _ in 0..n {
+            let mut store = templates.store(engine, &args)?;
+            let t = Instant::now();
+            let _ = pre.instantiate(&mut store)?;
+            instantiate += t.elapsed();
+        }
+        Ok((instantiate, started.elapsed()))
     };
-    let mut instantiate = Duration::ZERO;
+    let (_, start_on_demand) = starts(engine(), &on_demand)?;
+    let (instantiate, start) = starts(&pooled, &pre)?;
     let started = Instant::now();
     for _ in 0..n {
-        let mut store = store()?;
-        let t = Instant::now();
-        let _ = pre.instantiate(&mut store)?;
-        instantiate += t.elapsed();
-    }
-    let start = started.elapsed();
-    let started = Instant::now();
-    for _ in 0..n {
-        let mut store = store()?;
+        let mut store = templates.store(&pooled, &args)?;
         let command = pre.instantiate(&mut store)?;
         if command.wasi_cli_run().call_run(&mut store)?.is_err() {
             bail!("the plugin failed its lock cycle");
         }
     }
     let with_cycle = started.elapsed();
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
     Ok(Start {
         instantiate: per(instantiate),
         start: per(start),
+        start_on_demand: per(start_on_demand),
         start_and_cycle: per(with_cycle),
     })
 }

@@ -12,7 +12,8 @@ pub fn w7(b: &mut Bench<'_>) -> Result<()> {
     let n = b.options.scale(2_000, 300) as u32;
     for _ in 0..b.options.runs {
         let start = crate::plugin::w7(b.dir.path(), n)?;
-        let note = "prepared component (InstancePre), fresh Store, WasiCtx and LocksCtx";
+        let note = "prepared component (InstancePre), pooling allocator; fresh Store, \
+                    WasiCtx and LocksCtx from templates";
         b.report.add(
             "W7",
             "wasmtime",
@@ -21,7 +22,17 @@ pub fn w7(b: &mut Bench<'_>) -> Result<()> {
             Better::Lower,
             start.instantiate,
             true,
-            "InstancePre::instantiate alone",
+            "InstancePre::instantiate alone, pooling allocator",
+        );
+        b.report.add(
+            "W7",
+            "ours-plugin",
+            "start, on-demand allocator",
+            "µs",
+            Better::Lower,
+            start.start_on_demand,
+            true,
+            "as start, on wasmtime's default allocator",
         );
         b.report.add(
             "W7",

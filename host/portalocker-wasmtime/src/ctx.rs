@@ -97,10 +97,12 @@ impl fmt::Debug for LocksCtx {
     }
 }
 
-/// Builds a [`LocksCtx`].
-#[derive(Debug)]
+/// Builds a [`LocksCtx`]; also a template for many: every context built
+/// from one builder shares its opened directories (nothing is reopened),
+/// and each gets its own budget.
+#[derive(Debug, Clone)]
 pub struct LocksCtxBuilder {
-    grants: Vec<Grant>,
+    grants: Vec<Arc<Grant>>,
     redis: Option<RedisGrant>,
     limits: Limits,
 }
@@ -115,7 +117,8 @@ impl LocksCtxBuilder {
     ///
     /// When `host` cannot be opened as a directory or `guest` is empty.
     pub fn preopened_dir(mut self, host: impl AsRef<Path>, guest: &str) -> io::Result<Self> {
-        self.grants.push(Grant::open(host.as_ref(), guest)?);
+        self.grants
+            .push(Arc::new(Grant::open(host.as_ref(), guest)?));
         Ok(self)
     }
 
@@ -193,11 +196,12 @@ impl LocksCtxBuilder {
         Ok(self)
     }
 
-    /// The context.
-    pub fn build(self) -> LocksCtx {
+    /// A context with these grants and limits (call it once per plugin
+    /// instance: it costs no system call).
+    pub fn build(&self) -> LocksCtx {
         LocksCtx {
-            grants: self.grants.into_iter().map(Arc::new).collect(),
-            redis: self.redis,
+            grants: self.grants.clone(),
+            redis: self.redis.clone(),
             budget: Budget::new(self.limits),
         }
     }

@@ -5,15 +5,16 @@
 //! is opened when it is locked. A released lock's descriptor is kept for the
 //! next lock of the same handle while the instance's idle-descriptor budget
 //! allows (then re-locking costs no open), with an identity re-check: a file
-//! replaced meanwhile is locked anew.
+//! replaced meanwhile is locked anew. A kept descriptor's check is a
+//! [`portalocker::NameWatch`]: one cheap system call while nothing touched
+//! the file's names.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portalocker::{LockGuard, LockMode};
+use portalocker::{LockGuard, LockMode, NameWatch};
 use wasmtime::component::Resource;
 
 use crate::bindings::{async_, sync_};
@@ -26,8 +27,24 @@ use crate::sandbox::{self, FileKey, Resolved};
 #[derive(Debug)]
 struct SpareFile {
     file: File,
-    key: FileKey,
+    taken: Taken,
     _charge: Charge,
+}
+
+/// What a lock remembers of its descriptor: the file's identity and the
+/// watch that re-checks it.
+#[derive(Debug, Default)]
+struct Taken {
+    key: FileKey,
+    watch: NameWatch,
+}
+
+impl Taken {
+    /// Whether `resolved` still names `file`.
+    fn still_named(&mut self, file: &File, resolved: &Resolved) -> io::Result<bool> {
+        let key = self.key;
+        self.watch.still_named(file, || Ok(resolved.names(key)))
+    }
 }
 
 /// The descriptor a handle keeps between locks, if any.
@@ -37,7 +54,7 @@ type Spare = Arc<Mutex<Option<SpareFile>>>;
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct FileLockHandle {
-    resolved: Resolved,
+    resolved: Arc<Resolved>,
     spare: Spare,
     _charge: Charge,
 }
@@ -47,7 +64,7 @@ pub struct FileLockHandle {
 #[derive(Debug)]
 pub struct FileLockGuardHandle {
     guard: Option<LockGuard>,
-    key: FileKey,
+    taken: Taken,
     spare: Spare,
     budget: Arc<Budget>,
     _charge: Charge,
@@ -67,7 +84,7 @@ impl FileLockGuardHandle {
         {
             *spare = Some(SpareFile {
                 file,
-                key: self.key,
+                taken: std::mem::take(&mut self.taken),
                 _charge: charge,
             });
         }
@@ -90,7 +107,7 @@ impl LocksCtxView<'_> {
             .charge_handle(2 * path.len() + HANDLE_OVERHEAD)?;
         let resolved = sandbox::resolve(&self.ctx.grants, &path)?;
         Ok(self.table.push(FileLockHandle {
-            resolved,
+            resolved: Arc::new(resolved),
             spare: Spare::default(),
             _charge: charge,
         })?)
@@ -105,9 +122,9 @@ impl LocksCtxView<'_> {
     fn prepare_lock(
         &mut self,
         handle: &Resource<FileLockHandle>,
-    ) -> Result<(Resolved, Spare, Charge), LockError> {
+    ) -> Result<(Arc<Resolved>, Spare, Charge), LockError> {
         let handle = self.table.get(handle)?;
-        let (resolved, spare) = (handle.resolved.clone(), Arc::clone(&handle.spare));
+        let (resolved, spare) = (Arc::clone(&handle.resolved), Arc::clone(&handle.spare));
         resolved.check_lock_file()?;
         let charge = self.ctx.budget.charge(&[
             (Kind::Held, 1),
@@ -125,16 +142,21 @@ impl LocksCtxView<'_> {
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let (resolved, spare, charge) = self.prepare_lock(handle)?;
-        let key = Cell::new((0, 0));
+        let taken = Mutex::default();
         let guard = portalocker::lock_opened(
-            || take_or_open(&spare, &resolved, &key),
-            |_| Ok(resolved.names(key.get())),
+            || take_or_open(&spare, &resolved, &taken),
+            |file| relock(&taken).still_named(file, &resolved),
             &resolved.guest,
             mode,
             crate::ctx::waiting(timeout),
         )
         .map_err(|e| LockError::from_core(&resolved.guest, e))?;
-        self.push_guard(guard, key.get(), spare, charge)
+        self.push_guard(
+            guard,
+            taken.into_inner().unwrap_or_else(|p| p.into_inner()),
+            spare,
+            charge,
+        )
     }
 
     /// Lock without blocking the executor: the core's async wait, which
@@ -146,35 +168,34 @@ impl LocksCtxView<'_> {
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         let (resolved, spare, charge) = self.prepare_lock(handle)?;
-        let key = Mutex::new((0, 0));
+        let taken = Mutex::default();
         let guard = portalocker::lock_opened_async(
-            || {
-                let cell = Cell::new((0, 0));
-                let file = take_or_open(&spare, &resolved, &cell)?;
-                *key.lock().unwrap_or_else(|p| p.into_inner()) = cell.get();
-                Ok(file)
-            },
-            |_| Ok(resolved.names(*key.lock().unwrap_or_else(|p| p.into_inner()))),
+            || take_or_open(&spare, &resolved, &taken),
+            |file| relock(&taken).still_named(file, &resolved),
             &resolved.guest,
             mode,
             crate::ctx::waiting(timeout),
         )
         .await
         .map_err(|e| LockError::from_core(&resolved.guest, e))?;
-        let key = *key.lock().unwrap_or_else(|p| p.into_inner());
-        self.push_guard(guard, key, spare, charge)
+        self.push_guard(
+            guard,
+            taken.into_inner().unwrap_or_else(|p| p.into_inner()),
+            spare,
+            charge,
+        )
     }
 
     fn push_guard(
         &mut self,
         guard: LockGuard,
-        key: FileKey,
+        taken: Taken,
         spare: Spare,
         charge: Charge,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
         Ok(self.table.push(FileLockGuardHandle {
             guard: Some(guard),
-            key,
+            taken,
             spare,
             budget: Arc::clone(&self.ctx.budget),
             _charge: charge,
@@ -190,19 +211,31 @@ impl LocksCtxView<'_> {
 }
 
 /// The handle's kept descriptor, or a fresh open of its path; its identity
-/// goes to `key`.
-fn take_or_open(spare: &Spare, resolved: &Resolved, key: &Cell<FileKey>) -> io::Result<File> {
+/// and watch go to `taken`.
+fn take_or_open(spare: &Spare, resolved: &Resolved, taken: &Mutex<Taken>) -> io::Result<File> {
     let kept = spare.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let (file, identity) = match kept {
-        Some(kept) => (kept.file, kept.key),
+    let (file, now) = match kept {
+        Some(kept) => (kept.file, kept.taken),
         None => {
             let file = resolved.open_lock_file()?;
-            let identity = sandbox::key_of(&file);
-            (file, identity)
+            let key = sandbox::key_of(&file);
+            (
+                file,
+                Taken {
+                    key,
+                    watch: NameWatch::new(),
+                },
+            )
         }
     };
-    key.set(identity);
+    *relock(taken) = now;
     Ok(file)
+}
+
+/// The lock's descriptor state (never poisoned in a way that matters: it is
+/// plain data).
+fn relock(taken: &Mutex<Taken>) -> std::sync::MutexGuard<'_, Taken> {
+    taken.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The guard's calls, the same in both flavours.

@@ -73,6 +73,7 @@ mod flags;
 mod guard;
 mod lock;
 mod mode;
+mod name_watch;
 mod pidfile;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -91,6 +92,7 @@ pub use flags::{LockFlags, LockMode};
 pub use guard::LockGuard;
 pub use lock::{Lock, lock, lock_timeout, unlock};
 pub use mode::FileMode;
+pub use name_watch::NameWatch;
 pub use pidfile::{PidFileLock, PidLock, PidLockGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, DEFAULT_PATTERN, MAX_NAME_LEN, MAX_SLOTS, SemaphorePermit};

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -132,7 +133,9 @@ impl Wait {
     /// Start waiting now.
     pub(crate) fn start(self) -> Started {
         let deadline = match self.limit {
-            Limit::Once => Some(Instant::now()),
+            // Never waits: any instant in the past will do, without
+            // reading the clock.
+            Limit::Once => Some(*EPOCH),
             Limit::For(timeout) => Instant::now().checked_add(timeout),
             Limit::Forever => None,
         };
@@ -142,6 +145,9 @@ impl Wait {
         }
     }
 }
+
+/// An instant in the past: the deadline of a wait that never waits.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl Default for Wait {
     fn default() -> Self {
@@ -319,8 +325,8 @@ pub fn lock_opened(
         if !locked {
             return Err(contended(&started, &file, &path));
         }
-        if let Some(guard) = still_named(file, &names, &path, mode, &started, &mut stale)? {
-            return Ok(guard);
+        if let Some(file) = still_named(file, &names, &path, &started, &mut stale)? {
+            return Ok(LockGuard::from_locked(file, path, mode));
         }
     }
 }
@@ -371,19 +377,18 @@ fn contended(started: &Started, file: &File, path: &Path) -> Error {
     started.contention(Some(path)).with_context(path, holder)
 }
 
-/// After locking `file`: its guard if `path` still names it; `None` (the
-/// file unlocked and closed) to try the current file.
+/// After locking `file`: the file back if `path` still names it; `None`
+/// (the file unlocked and closed) to try the current file.
 fn still_named(
     file: File,
     names: &impl Fn(&File) -> io::Result<bool>,
     path: &Path,
-    mode: LockMode,
     started: &Started,
     stale: &mut u32,
-) -> Result<Option<LockGuard>> {
+) -> Result<Option<File>> {
     let current = names(&file).map_err(|e| Error::io("stat", path.to_path_buf(), e))?;
     if current {
-        return Ok(Some(LockGuard::from_locked(file, path, mode)));
+        return Ok(Some(file));
     }
     // We locked an inode the path no longer names: drop it, never
     // unlinking (the path belongs to whoever created the new file).
@@ -525,8 +530,8 @@ mod asynchronous {
             if !until(Some(key), &started, attempt).await? {
                 return Err(contended(&started, &file, &path));
             }
-            if let Some(guard) = still_named(file, &names, &path, mode, &started, &mut stale)? {
-                return Ok(guard);
+            if let Some(file) = still_named(file, &names, &path, &started, &mut stale)? {
+                return Ok(LockGuard::from_locked(file, path, mode));
             }
         }
     }
