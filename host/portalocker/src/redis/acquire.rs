@@ -32,6 +32,13 @@ const RETRY_LONGEST: Duration = Duration::from_millis(500);
 /// polls is waiting (portalocker's waiters poll every 0.125-0.375 s), so it
 /// gets its turn.
 pub(crate) const POLLER_WINDOW: Duration = Duration::from_millis(400);
+/// A release this recent, heard by another instance's listener, is handed
+/// off before this instance tries again.
+const HANDOFF_WINDOW: Duration = Duration::from_millis(5);
+/// How long a hand-off waits for the waiter to subscribe.
+const HANDOFF_GRACE: Duration = Duration::from_millis(2);
+/// How long a hand-off waits for the waiter to finish.
+const HANDOFF_LONGEST: Duration = Duration::from_millis(20);
 
 /// Where a round of an attempt leaves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +156,9 @@ impl RedisLock {
 
     /// Right after releasing, let the waiters take their turn before this
     /// instance takes the lock again (a releaser that re-acquires at once
-    /// would nearly always win): Rust waiters that were told, for a
-    /// moment; a waiter that polls (it pinged while we held), for a whole
-    /// poll interval.
+    /// would nearly always win): a waiter that heard the release notice,
+    /// until it has come and gone (see [`RedisLock::hand_off`]); a waiter
+    /// that polls (it pinged while we held), for a whole poll interval.
     async fn yield_to_waiters(
         &self,
         conn: &mut MultiplexedConnection,
@@ -162,22 +169,88 @@ impl RedisLock {
             .released
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let Some((at, notice)) = released else {
+        let Some(released) = released else {
             return Ok(());
         };
-        let until = match notice {
-            Notice::Yield => at + POLLER_WINDOW,
-            Notice::Released
-                if at.elapsed() < Duration::from_millis(5)
-                    && numsub(conn, protocol::release_channel(&self.channel)).await? > 0 =>
-            {
-                Instant::now() + Duration::from_micros(1000 + fastrand::u64(0..1000))
+        match released.notice {
+            Notice::Yield => {
+                let until = released.at + POLLER_WINDOW;
+                let until = deadline.map_or(until, |d| until.min(d));
+                tokio::time::sleep_until(until.into()).await;
+                Ok(())
             }
-            Notice::Released => return Ok(()),
-        };
-        let until = deadline.map_or(until, |d| until.min(d));
-        tokio::time::sleep_until(until.into()).await;
-        Ok(())
+            Notice::Released
+                if released.others.unwrap_or(0) > 0
+                    && released.at.elapsed() < HANDOFF_WINDOW
+                    && !self.shared.unheeded.load(Ordering::SeqCst) =>
+            {
+                self.hand_off(conn, deadline).await
+            }
+            Notice::Released => Ok(()),
+        }
+    }
+
+    /// Hand the lock to a waiter that heard our release: wait for another
+    /// holder's release notice (the waiter came and went), checking the
+    /// channel's subscriber count every millisecond (tokio's timer
+    /// resolution) in case it announces nothing. Stop when the count has
+    /// risen and dropped again; after [`HANDOFF_GRACE`] if nobody came (then
+    /// hand off no more until this instance meets contention again: the
+    /// listener was idle); after [`HANDOFF_LONGEST`] (a long hold: wait for
+    /// it as any waiter does); or at the deadline.
+    async fn hand_off(
+        &self,
+        conn: &mut MultiplexedConnection,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let mut notices = self.shared.notices.lock().await.take();
+        let outcome = self.hand_off_listening(conn, deadline, &mut notices).await;
+        *self.shared.notices.lock().await = notices;
+        outcome
+    }
+
+    async fn hand_off_listening(
+        &self,
+        conn: &mut MultiplexedConnection,
+        deadline: Option<Instant>,
+        notices: &mut Option<Listener>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let longest = start + HANDOFF_LONGEST;
+        let limit = deadline.map_or(longest, |d| longest.min(d));
+        // Notices from before our release are not news (ours, late, is
+        // told apart by its sender).
+        if notices.as_mut().is_some_and(|n| !n.drain()) {
+            *notices = None;
+        }
+        let mut came = false;
+        loop {
+            let now = Instant::now();
+            if now >= limit {
+                return Ok(());
+            }
+            if !came && now >= start + HANDOFF_GRACE {
+                self.shared.unheeded.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            let nap = Duration::from_millis(1).min(limit - now);
+            match notices {
+                Some(listener) => tokio::select! {
+                    notice = listener.recv() => match notice {
+                        Some(payload) if Notice::is_own(&payload, &self.holder_id) => continue,
+                        Some(_) => return Ok(()),
+                        None => *notices = None,
+                    },
+                    () = tokio::time::sleep(nap) => {}
+                },
+                None => tokio::time::sleep(nap).await,
+            }
+            if numsub(conn, &self.channel).await? > 0 {
+                came = true;
+            } else if came {
+                return Ok(());
+            }
+        }
     }
 
     /// What this acquisition advertises.
@@ -260,16 +333,35 @@ impl RedisLock {
             if notices.as_mut().is_some_and(|n| !n.drain()) {
                 *notices = None;
             }
+            // A fresh writer answers `exclusive` from the moment it
+            // subscribes (docs/redis-protocol.md §6.2): whoever subscribes
+            // after its count backs off, so a count of 1 is a grant at once,
+            // with no confirming round trip.
+            let optimistic = !reader && !lock_conn.subscribed();
             let subscribers = if lock_conn.subscribed() {
                 numsub(&mut lock_conn.connection(), &self.channel).await?
             } else {
-                self.subscribe(lock_conn, self.advertised(initial, false))
+                let mode = if optimistic {
+                    WireMode::Exclusive
+                } else {
+                    initial
+                };
+                self.subscribe(lock_conn, self.advertised(mode, false))
                     .await?
             };
+            if optimistic {
+                if subscribers <= 1 {
+                    return self.granted(lock_conn, reader).await;
+                }
+                // Not alone: a contender like any other from here on.
+                lock_conn.advertise(initial, false);
+            }
             let probe;
             let found = if subscribers <= 1 {
                 Probe::Alone
             } else {
+                // Contention: hand the lock off after releasing again.
+                self.shared.unheeded.store(false, Ordering::SeqCst);
                 probe = self.probe(conn, subscribers).await?;
                 probe.as_deref().map_or(Probe::Inconclusive, Probe::Records)
             };
@@ -366,7 +458,11 @@ impl RedisLock {
     }
 
     /// Wait until `until`, or sooner when the subscriber count drops below
-    /// what the last attempt saw or a Rust holder announces its release.
+    /// what the last attempt saw (or to none: contenders that all gave up
+    /// leave the lock free, and nobody would announce it), or a Rust holder
+    /// announces its release. The count is checked after a jittered
+    /// 100-300 µs, doubling to [`COUNT_POLL`], so contenders that gave up
+    /// together do not come back together.
     async fn pause(
         &self,
         conn: &mut MultiplexedConnection,
@@ -374,28 +470,35 @@ impl RedisLock {
         until: Instant,
         seen: i64,
     ) -> Result<()> {
+        let mut poll = Duration::from_micros(100).mul_f64(1.0 + 2.0 * fastrand::f64());
         loop {
             let now = Instant::now();
             if now >= until {
                 return Ok(());
             }
-            let nap = COUNT_POLL.min(until - now);
+            let nap = poll.min(until - now);
+            poll = (poll * 2).min(COUNT_POLL);
             match notices {
                 Some(listener) => tokio::select! {
-                    notice = listener.recv() => match notice.map(|n| Notice::parse(&n)) {
-                        Some(Notice::Released) => return Ok(()),
-                        // A waiter that polls gets its turn first.
-                        Some(Notice::Yield) => {
-                            tokio::time::sleep_until(until.min(Instant::now() + POLLER_WINDOW).into()).await;
-                            return Ok(());
-                        }
+                    notice = listener.recv() => match notice {
+                        // Our own, late: not news.
+                        Some(payload) if Notice::is_own(&payload, &self.holder_id) => continue,
+                        Some(payload) => match Notice::parse(&payload) {
+                            Notice::Released => return Ok(()),
+                            // A waiter that polls gets its turn first.
+                            Notice::Yield => {
+                                tokio::time::sleep_until(until.min(Instant::now() + POLLER_WINDOW).into()).await;
+                                return Ok(());
+                            }
+                        },
                         None => *notices = None,
                     },
                     () = tokio::time::sleep(nap) => {}
                 },
                 None => tokio::time::sleep(nap).await,
             }
-            if numsub(conn, &self.channel).await? < seen {
+            let count = numsub(conn, &self.channel).await?;
+            if count < seen || count == 0 {
                 return Ok(());
             }
         }

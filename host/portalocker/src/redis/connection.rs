@@ -237,14 +237,15 @@ impl LockConnection {
     /// Unsubscribe and rename the connection [`IDLE_NAME`]; with `notice`,
     /// publish a release notice on that channel after the unsubscription,
     /// so Rust waiters count without us. Late pings on the channel are
-    /// still answered, as a contender's.
-    pub(crate) async fn unsubscribe(&mut self, notice: Option<(&[u8], Notice)>) -> Result<()> {
-        let channel = {
+    /// still answered, as a contender's. Returns how many subscribers heard
+    /// the notice (0 without one).
+    pub(crate) async fn unsubscribe(&mut self, notice: Option<(&[u8], Notice)>) -> Result<i64> {
+        let (channel, holder_id) = {
             let mut state = self.lock_state();
             state.held = false;
             state.mode = WireMode::Pending;
             state.elected = false;
-            state.channel.clone()
+            (state.channel.clone(), state.holder_id.clone())
         };
         let (mut leaving, mut renaming, mut telling) =
             (self.conn.clone(), self.conn.clone(), self.conn.clone());
@@ -263,20 +264,20 @@ impl LockConnection {
                     match notice {
                         Some((channel, notice)) => redis::cmd("PUBLISH")
                             .arg(channel)
-                            .arg(notice.payload())
-                            .exec_async(&mut telling)
+                            .arg(notice.payload(&holder_id))
+                            .query_async::<i64>(&mut telling)
                             .await
                             .map_err(Error::from),
-                        None => Ok(()),
+                        None => Ok(0),
                     }
                 },
             )
         };
-        tokio::time::timeout(UNSUBSCRIBE_TIMEOUT, all)
+        let ((), (), heard) = tokio::time::timeout(UNSUBSCRIBE_TIMEOUT, all)
             .await
             .map_err(|_| Error::RedisUnavailable("unsubscribing timed out".into()))??;
         self.subscribed = false;
-        Ok(())
+        Ok(heard)
     }
 
     /// Whether it may be subscribed to a lock channel now (a failed

@@ -11,7 +11,7 @@ use super::connection::LockConnection;
 use super::pool::Pool;
 use super::protocol::{self, Notice};
 use super::runtime;
-use super::shared::Shared;
+use super::shared::{Released, Shared};
 use crate::error::{Error, Result};
 use crate::flags::LockMode;
 
@@ -181,17 +181,35 @@ impl RedisLockGuard {
         } else {
             Notice::Released
         };
-        *self
-            .shared
-            .released
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), notice));
+        let at = Instant::now();
+        let record = |others| {
+            *self
+                .shared
+                .released
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Released { at, notice, others });
+        };
+        record(None);
+        let shared = Arc::clone(&self.shared);
         let turn = Releasing::new(turn, Arc::clone(&self.shared));
         let pool = self.pool.clone();
         let channel = protocol::release_channel(&self.channel);
         Some(async move {
-            if conn.lost().is_none() {
-                let _ = conn.unsubscribe(Some((&channel, notice))).await;
+            if conn.lost().is_none()
+                && let Ok(heard) = conn.unsubscribe(Some((&channel, notice))).await
+            {
+                // This instance's own listener (kept between acquisitions)
+                // heard it too.
+                let own = i64::from(shared.notices.lock().await.is_some());
+                if let Some(released) = shared
+                    .released
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .filter(|r| r.at == at)
+                {
+                    released.others = Some((heard - own).max(0));
+                }
             }
             pool.give_back(conn);
             drop(turn);

@@ -139,7 +139,7 @@ impl RedisLock {
     /// the deadline; [`Error::Unsupported`] for a cluster node or a replica;
     /// [`Error::Redis`] when the server refuses (authentication, ACL).
     pub fn acquire(&self) -> Result<RedisLockGuard> {
-        runtime::block_on(self.acquire_inner(self.wait))?
+        self.acquire_blocking(self.wait)
     }
 
     /// One attempt; never waits for a holder.
@@ -148,7 +148,7 @@ impl RedisLock {
     ///
     /// As [`RedisLock::acquire`].
     pub fn try_acquire(&self) -> Result<RedisLockGuard> {
-        runtime::block_on(self.acquire_inner(Wait::NONE))?
+        self.acquire_blocking(Wait::NONE)
     }
 
     /// Wait at most `timeout`, whatever the configured wait.
@@ -157,7 +157,13 @@ impl RedisLock {
     ///
     /// As [`RedisLock::acquire`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RedisLockGuard> {
-        runtime::block_on(self.acquire_inner(self.wait.for_up_to(timeout)))?
+        self.acquire_blocking(self.wait.for_up_to(timeout))
+    }
+
+    /// Acquire on the Redis runtime, blocking this thread until done.
+    fn acquire_blocking(&self, wait: Wait) -> Result<RedisLockGuard> {
+        let lock = self.clone();
+        runtime::block_on(async move { lock.acquire_inner(wait).await })?
     }
 
     /// Acquire without blocking a thread, from any async runtime.

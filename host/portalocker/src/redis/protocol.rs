@@ -77,11 +77,21 @@ pub(crate) enum Notice {
 }
 
 impl Notice {
-    pub(crate) fn payload(self) -> &'static str {
+    /// The message `holder_id` publishes: `released HOLDER` (so a
+    /// releaser can tell its own notice from a waiter's; earlier versions
+    /// read anything but `yield` as "released") or `yield`.
+    pub(crate) fn payload(self, holder_id: &str) -> String {
         match self {
-            Notice::Released => "released",
-            Notice::Yield => "yield",
+            Notice::Released => format!("released {holder_id}"),
+            Notice::Yield => "yield".to_owned(),
         }
+    }
+
+    /// Whether `payload` is `holder_id`'s own release notice.
+    pub(crate) fn is_own(payload: &[u8], holder_id: &str) -> bool {
+        payload
+            .strip_prefix(b"released ")
+            .is_some_and(|sender| sender == holder_id.as_bytes())
     }
 
     pub(crate) fn parse(payload: &[u8]) -> Self {
@@ -295,10 +305,16 @@ mod tests {
         assert!(std::str::from_utf8(&notice).is_err());
         assert!(notice.starts_with(b"jobs"));
         assert_eq!(
-            Notice::parse(Notice::Yield.payload().as_bytes()),
+            Notice::parse(Notice::Yield.payload("h").as_bytes()),
             Notice::Yield
         );
         assert_eq!(Notice::parse(b"released"), Notice::Released);
+        let own = Notice::Released.payload("abc");
+        assert_eq!(Notice::parse(own.as_bytes()), Notice::Released);
+        assert!(Notice::is_own(own.as_bytes(), "abc"));
+        assert!(!Notice::is_own(own.as_bytes(), "abd"));
+        assert!(!Notice::is_own(b"released", "abc"));
+        assert!(!Notice::is_own(b"yield", "abc"));
     }
 
     #[test]

@@ -41,14 +41,29 @@ pub(crate) fn runtime() -> Result<&'static Runtime> {
     Ok(RUNTIME.get_or_init(|| runtime))
 }
 
-/// Run `future` to completion on this thread, its I/O and timers on the
-/// Redis runtime. Not from async code (tokio refuses to block there).
+/// Run `future` to completion on the Redis runtime and wait for it on
+/// this thread. The whole future runs on the runtime's thread, beside the
+/// connections it talks through, so its round trips cost no wake-up of
+/// another thread (blocking this thread while polling it here would cost
+/// two per round trip). Not from async code (tokio refuses to block there).
 ///
 /// # Errors
 ///
-/// As [`runtime`].
-pub(crate) fn block_on<F: Future>(future: F) -> Result<F::Output> {
-    Ok(runtime()?.block_on(future))
+/// As [`runtime`], or [`Error::RedisUnavailable`] if the runtime stopped
+/// under it. A panic in `future` is resumed here.
+pub(crate) fn block_on<F>(future: F) -> Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = runtime()?;
+    match runtime.block_on(runtime.spawn(future)) {
+        Ok(output) => Ok(output),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::RedisUnavailable(format!(
+            "the Redis runtime stopped: {e}"
+        ))),
+    }
 }
 
 /// Polls `future` in the caller's task with the Redis runtime entered, so

@@ -21,10 +21,25 @@ pub(crate) struct Shared {
     /// Whether a probe of this lock met a silent subscriber: then probes
     /// are anchored (docs/redis-protocol.md §8.2) until one is conclusive.
     pub(crate) suspect: AtomicBool,
+    /// Whether the last hand-off found nobody coming (the other listener
+    /// was idle): no more until an acquisition meets contention.
+    pub(crate) unheeded: AtomicBool,
     /// The release-notice listener, kept between acquisitions.
     pub(crate) notices: tokio::sync::Mutex<Option<Listener>>,
     /// When this instance last released, and what it told the waiters.
-    pub(crate) released: std::sync::Mutex<Option<(Instant, Notice)>>,
+    pub(crate) released: std::sync::Mutex<Option<Released>>,
+}
+
+/// This instance's last release.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Released {
+    /// When it began.
+    pub(crate) at: Instant,
+    /// What it told the waiters.
+    pub(crate) notice: Notice,
+    /// How many listeners of other instances heard it (`PUBLISH`'s count
+    /// without this process's own listener); `None` until known.
+    pub(crate) others: Option<i64>,
 }
 
 impl std::fmt::Debug for Shared {
