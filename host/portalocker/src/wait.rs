@@ -406,10 +406,14 @@ fn still_named(
     Ok(None)
 }
 
+/// The longest a semaphore waiter parks on one slot before sweeping them
+/// all again: a release of another slot waits at most this long for it.
+const LONGEST_PARK: Duration = Duration::from_millis(50);
+
 /// Sweep for one of `slots` until one is free or the wait runs out: try
-/// them all, then park on one (round robin) for a slice growing from 1 ms
-/// to 50 ms, so a release of that slot is taken at once and the others are
-/// seen at the next sweep.
+/// them all, then park on one (round robin from a random slot) for a slice
+/// growing from 1 ms to [`LONGEST_PARK`], so a release of that slot is
+/// taken at once and the others are seen at the next sweep.
 pub(crate) fn sweep<T>(
     started: &Started,
     slots: usize,
@@ -417,6 +421,9 @@ pub(crate) fn sweep<T>(
     mut park_on: impl FnMut(usize, Instant) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     let mut pause = Duration::from_millis(1);
+    // Waiters start parking on different slots, so a release of any slot
+    // finds one parked there.
+    let first = fastrand::usize(0..slots.max(1));
     for round in 0usize.. {
         if let Some(found) = sweep_all()? {
             return Ok(Some(found));
@@ -426,10 +433,10 @@ pub(crate) fn sweep<T>(
             Some(left) => left.min(pause),
             None => pause,
         };
-        if let Some(found) = park_on(round % slots.max(1), Instant::now() + slice)? {
+        if let Some(found) = park_on((first + round) % slots.max(1), Instant::now() + slice)? {
             return Ok(Some(found));
         }
-        pause = (pause * 2).min(Duration::from_millis(50));
+        pause = (pause * 2).min(LONGEST_PARK);
     }
     Ok(None)
 }
