@@ -65,6 +65,39 @@ fn a_command_killed_by_a_signal_exits_128_plus_n() {
     );
 }
 
+/// A terminal's Ctrl-C must reach the command: `portalocker` outlasts
+/// SIGINT and SIGQUIT itself, but the command starts with no signal
+/// ignored, as under flock(1).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_command_starts_with_no_signal_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("sigign.lock");
+    let sem = dir.path().join("sem");
+    std::fs::create_dir(&sem).unwrap();
+    let read = ["--", "sh", "-c", "grep SigIgn /proc/self/status"];
+    let ignored = |mut c: std::process::Command| {
+        let output = c.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let mask = u64::from_str_radix(line.trim_start_matches("SigIgn:").trim(), 16).unwrap();
+        // sh itself ignores nothing unless it inherited it.
+        assert_eq!(
+            mask & ((1 << (libc::SIGINT - 1)) | (1 << (libc::SIGQUIT - 1))),
+            0,
+            "{line}"
+        );
+    };
+    let mut c = cli();
+    c.arg("lock").arg(&lock).args(read);
+    ignored(c);
+    let mut c = cli();
+    c.args(["semaphore", "--slots", "2", "--name", "jobs", "--dir"])
+        .arg(&sem)
+        .args(read);
+    ignored(c);
+}
+
 #[test]
 fn conflicts_exit_with_the_conflict_code() {
     let dir = tempfile::tempdir().unwrap();

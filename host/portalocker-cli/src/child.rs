@@ -40,8 +40,9 @@ impl Tie {
 /// exit status: its own code, or 128+N when signal N killed it.
 ///
 /// While it runs, SIGTERM and SIGHUP sent to us are passed on to it, and
-/// SIGINT and SIGQUIT (which a terminal sends to both) are ignored here, so
-/// the lock is not released before the command ends.
+/// SIGINT and SIGQUIT (which a terminal sends to both) are caught and
+/// dropped here, so the lock is not released before the command ends; the
+/// command starts with every signal at its default.
 ///
 /// # Errors
 ///
@@ -67,7 +68,8 @@ pub fn run_with(
     // starts is held and passed on once its PID is known.
     let forwarding = signals::Forwarding::install();
     let mut command = Command::new(program);
-    tie_to(&mut command, tie);
+    tie_to(&mut command, tie)
+        .map_err(|e| Failure::because(exit::CANNOT_RUN, "handing the lock to the command", e))?;
     let mut child = command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -101,25 +103,26 @@ pub fn run_with(
     Ok(1)
 }
 
-/// Arrange `tie` in the child between fork and exec.
-fn tie_to(command: &mut Command, tie: Tie) {
+/// Arrange `tie` for the child.
+fn tie_to(command: &mut Command, tie: Tie) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         match tie {
             Tie::Inherit(fd) => {
-                // SAFETY: only fcntl, which is async-signal-safe, runs in
-                // the child; it clears close-on-exec on the child's copy.
-                unsafe {
-                    command.pre_exec(move || {
-                        let flags = libc::fcntl(fd, libc::F_GETFD);
-                        if flags < 0
-                            || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                        {
-                            return Err(io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
+                // Cleared here, not between fork and exec: without a
+                // pre-exec step the command is started with posix_spawn (a
+                // vfork), not a copy of this large process, which is most
+                // of a whole `portalocker lock` call. Nothing else is
+                // started from this process, and the descriptor is only
+                // ever meant for the command.
+                // SAFETY: fcntl on a descriptor we own.
+                let cleared = unsafe {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) >= 0
+                };
+                if !cleared {
+                    return Err(io::Error::last_os_error());
                 }
             }
             Tie::DieWithParent => {
@@ -148,6 +151,7 @@ fn tie_to(command: &mut Command, tie: Tie) {
     }
     #[cfg(not(unix))]
     let _ = (command, tie);
+    Ok(())
 }
 
 /// Ask the command to stop (SIGTERM), as when its lock was lost.
@@ -168,7 +172,12 @@ mod signals {
     static CHILD: AtomicI32 = AtomicI32::new(0);
     static PENDING: AtomicI32 = AtomicI32::new(0);
     const FORWARDED: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGHUP];
-    const IGNORED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGQUIT];
+    const OUTLASTED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGQUIT];
+
+    /// Catches SIGINT and SIGQUIT and does nothing: caught, not ignored
+    /// (`SIG_IGN`), because an ignored signal stays ignored across exec,
+    /// and the command must get a terminal's Ctrl-C as usual.
+    extern "C" fn outlast(_signal: libc::c_int) {}
 
     extern "C" fn forward(signal: libc::c_int) {
         let child = CHILD.load(Ordering::SeqCst);
@@ -180,16 +189,17 @@ mod signals {
         }
     }
 
-    /// Forwards SIGTERM and SIGHUP to the child and ignores SIGINT and
-    /// SIGQUIT until dropped, then restores the defaults.
+    /// Forwards SIGTERM and SIGHUP to the child and outlasts SIGINT and
+    /// SIGQUIT (the command gets them from the terminal and decides) until
+    /// dropped, then restores the defaults.
     pub struct Forwarding;
 
     impl Forwarding {
         pub fn install() -> Self {
             CHILD.store(0, Ordering::SeqCst);
             PENDING.store(0, Ordering::SeqCst);
-            // SAFETY: installs a handler that only calls kill or stores an
-            // atomic, and SIG_IGN.
+            // SAFETY: installs handlers that only call kill, store an
+            // atomic, or do nothing.
             unsafe {
                 for signal in FORWARDED {
                     libc::signal(
@@ -197,8 +207,11 @@ mod signals {
                         forward as extern "C" fn(libc::c_int) as libc::sighandler_t,
                     );
                 }
-                for signal in IGNORED {
-                    libc::signal(signal, libc::SIG_IGN);
+                for signal in OUTLASTED {
+                    libc::signal(
+                        signal,
+                        outlast as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                    );
                 }
             }
             Forwarding
@@ -220,7 +233,7 @@ mod signals {
         fn drop(&mut self) {
             // SAFETY: restores the default dispositions.
             unsafe {
-                for signal in FORWARDED.iter().chain(IGNORED.iter()) {
+                for signal in FORWARDED.iter().chain(OUTLASTED.iter()) {
                     libc::signal(*signal, libc::SIG_DFL);
                 }
             }
