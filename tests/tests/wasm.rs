@@ -220,6 +220,27 @@ macro_rules! scenarios {
                 .collect();
             assert!(fields.len() == 3 && fields[0] > 0, "{}", out.stdout);
             assert_eq!(run(&["hold-once", "/data/h.lock"]).stdout, "ok\n");
+            // Two instances take turns; the first reports the latencies.
+            std::fs::write(dir.path().join("stamps"), [0u8; 16]).unwrap();
+            let turns = |me: &'static str| {
+                let run = &run;
+                move || run(&["handoff", "/data/t.lock", "/data/stamps", "20", me, "100"])
+            };
+            let (first, _) = std::thread::scope(|s| {
+                let first = s.spawn(turns("0"));
+                let second = s.spawn(turns("1"));
+                (first.join().unwrap(), second.join().unwrap())
+            });
+            let figures: Vec<i64> = first
+                .stdout
+                .split_whitespace()
+                .map(|f| f.parse().unwrap())
+                .collect();
+            assert!(
+                figures.len() == 3 && figures[0] > 0 && figures[0] <= figures[2],
+                "{}",
+                first.stdout
+            );
             let server = RedisServer::start();
             for args in [
                 vec!["redis-cycles", "w5", "5"],

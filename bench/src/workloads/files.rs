@@ -256,10 +256,18 @@ pub fn w3(b: &mut Bench<'_>) -> Result<()> {
 /// W3b: handoff latency between two strictly alternating processes.
 pub fn w3b(b: &mut Bench<'_>) -> Result<()> {
     let rounds = b.options.scale(2_000, 300);
-    let impls: [(&str, u64, &str); 5] = [
+    let impls: [(&str, u64, &str); 6] = [
         ("raw-flock", rounds, "blocking flock"),
         ("ours-native", rounds, "portalocker::lock, blocking"),
         ("ours-native-timed", rounds, "lock_timeout (a timed wait)"),
+        (
+            "ours-plugin",
+            rounds,
+            "FileLock::lock in a plugin per process (wall-clock stamps); a guest cannot \
+             yield (WASI 0.2 has no sched_yield), so the instance whose turn it is not \
+             re-locks at once and delays the woken one (ours-native without its \
+             sched_yield measured 55 us p50)",
+        ),
         (
             "portalocker-4.4.2-1ms",
             b.options.scale(300, 50),
@@ -290,6 +298,17 @@ pub fn w3b(b: &mut Bench<'_>) -> Result<()> {
                     "ours-native-timed" => {
                         b.native(&["handoff", "ours-timed", &l, &s, &r, me, hold])
                     }
+                    "ours-plugin" => b.plugin(
+                        false,
+                        &[
+                            "handoff",
+                            &Bench::guest(&lock),
+                            &Bench::guest(&stamps),
+                            &r,
+                            me,
+                            hold,
+                        ],
+                    ),
                     "portalocker-4.4.2-1ms" => {
                         b.python(&["handoff", &l, &s, &r, me, "0.001", hold])
                     }

@@ -17,6 +17,10 @@
 //!   prints the mean nanoseconds per cycle;
 //! - `redis-count NAME DATA N`: N increments of DATA under a Redis lock
 //!   (W6);
+//! - `handoff LOCK STAMPS ROUNDS ME HOLD_US`: two instances (ME 0 and 1)
+//!   take turns on LOCK, each holding HOLD_US; the turn and the release
+//!   time (wall clock, shared by processes) are in STAMPS; prints the
+//!   release-to-next-holder latency's p50, p90 and max in ns (W3b);
 //! - `hold-once PATH`: lock PATH (waiting), release, print `ok` (W8).
 use std::fs;
 use std::time::{Duration, Instant};
@@ -112,6 +116,9 @@ fn main() {
                 guard.release().unwrap();
             }
         }
+        ["handoff", lock, stamps, rounds, me, hold_us] => {
+            handoff(lock, stamps, n(rounds), n(me), n(hold_us));
+        }
         ["hold-once", path] => {
             let lock = FileLock::open(path).unwrap();
             lock.lock().unwrap().release().unwrap();
@@ -119,6 +126,58 @@ fn main() {
         }
         _ => panic!("unknown arguments {args:?}; see the source for usage"),
     }
+}
+
+/// W3b: take turns with the other instance; print the latency quantiles.
+fn handoff(lock: &str, stamps: &str, rounds: u32, me: u32, hold_us: u32) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    let me = u8::try_from(me).expect("ME is 0 or 1");
+    let lock = FileLock::open(lock).unwrap();
+    let mut stamp_file = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(stamps)
+        .unwrap();
+    let hold = Duration::from_micros(u64::from(hold_us));
+    let mut latencies = Vec::new();
+    let mut turns = 0;
+    while turns < rounds {
+        let guard = lock.lock().unwrap();
+        let acquired = now();
+        let mut buf = [0u8; 16];
+        stamp_file.seek(SeekFrom::Start(0)).unwrap();
+        stamp_file.read_exact(&mut buf).unwrap();
+        let released = i64::from_le_bytes(buf[8..16].try_into().unwrap());
+        if buf[0] != me {
+            guard.release().unwrap();
+            std::thread::yield_now();
+            continue;
+        }
+        if released != 0 && me == 0 {
+            latencies.push(acquired - released);
+        }
+        turns += 1;
+        std::thread::sleep(hold);
+        buf[0] = 1 - me;
+        buf[8..16].copy_from_slice(&now().to_le_bytes());
+        stamp_file.seek(SeekFrom::Start(0)).unwrap();
+        stamp_file.write_all(&buf).unwrap();
+        guard.release().unwrap();
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!("{} {} {}", at(0.5), at(0.9), at(1.0));
 }
 
 /// Add one to the decimal number in `data` (missing or empty is 0).
