@@ -37,6 +37,9 @@ pub(crate) const POLLER_WINDOW: Duration = Duration::from_millis(400);
 const HANDOFF_WINDOW: Duration = Duration::from_millis(5);
 /// How long a hand-off waits for the waiter to subscribe.
 const HANDOFF_GRACE: Duration = Duration::from_millis(2);
+/// How long a waiter that saw the count drop waits for the holder's
+/// release notice before trying (see `RedisLock::settle`).
+const NOTICE_GRACE: Duration = Duration::from_millis(2);
 /// How long a hand-off waits for the waiter to finish.
 const HANDOFF_LONGEST: Duration = Duration::from_millis(20);
 
@@ -238,7 +241,16 @@ impl RedisLock {
                 Some(listener) => tokio::select! {
                     notice = listener.recv() => match notice {
                         Some(payload) if Notice::is_own(&payload, &self.holder_id) => continue,
-                        Some(_) => return Ok(()),
+                        Some(payload) => {
+                            if Notice::parse(&payload) == Notice::Yield {
+                                // A waiter that polls gets its turn first,
+                                // whatever this hand-off's own limits.
+                                let window = Instant::now() + POLLER_WINDOW;
+                                let until = deadline.map_or(window, |d| window.min(d));
+                                tokio::time::sleep_until(until.into()).await;
+                            }
+                            return Ok(());
+                        }
                         None => *notices = None,
                     },
                     () = tokio::time::sleep(nap) => {}
@@ -248,6 +260,9 @@ impl RedisLock {
             if numsub(conn, &self.channel).await? > 0 {
                 came = true;
             } else if came {
+                let window = Instant::now() + POLLER_WINDOW;
+                self.settle(notices, deadline.map_or(window, |d| window.min(d)))
+                    .await;
                 return Ok(());
             }
         }
@@ -499,7 +514,38 @@ impl RedisLock {
             }
             let count = numsub(conn, &self.channel).await?;
             if count < seen || count == 0 {
+                self.settle(notices, until).await;
                 return Ok(());
+            }
+        }
+    }
+
+    /// The count just dropped: the holder's release notice, published in
+    /// the same batch as its unsubscription, may still be on its way, and a
+    /// `yield` must not be missed (a polling waiter would starve). Wait for
+    /// it up to [`NOTICE_GRACE`]; on a `yield`, hold back the poller's
+    /// window (until `until` at most). A holder that sends no notices (a
+    /// Python one) costs the grace.
+    async fn settle(&self, notices: &mut Option<Listener>, until: Instant) {
+        let Some(listener) = notices else {
+            return;
+        };
+        let grace = Instant::now() + NOTICE_GRACE;
+        loop {
+            match tokio::time::timeout_at(grace.into(), listener.recv()).await {
+                Ok(Some(payload)) if Notice::is_own(&payload, &self.holder_id) => {}
+                Ok(Some(payload)) => {
+                    if Notice::parse(&payload) == Notice::Yield {
+                        let window = Instant::now() + POLLER_WINDOW;
+                        tokio::time::sleep_until(window.min(until).into()).await;
+                    }
+                    return;
+                }
+                Ok(None) => {
+                    *notices = None;
+                    return;
+                }
+                Err(_) => return,
             }
         }
     }
