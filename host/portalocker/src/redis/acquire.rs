@@ -40,6 +40,9 @@ const HANDOFF_GRACE: Duration = Duration::from_millis(2);
 /// How long a waiter that saw the count drop waits for the holder's
 /// release notice before trying (see `RedisLock::settle`).
 const NOTICE_GRACE: Duration = Duration::from_millis(2);
+/// How long hand-offs pause after one found nobody coming (an idle
+/// listener then costs one [`HANDOFF_GRACE`] per this, 2%).
+const UNHEEDED_FOR: Duration = Duration::from_millis(100);
 /// How long a hand-off waits for the waiter to finish.
 const HANDOFF_LONGEST: Duration = Duration::from_millis(20);
 
@@ -185,7 +188,7 @@ impl RedisLock {
             Notice::Released
                 if released.others.unwrap_or(0) > 0
                     && released.at.elapsed() < HANDOFF_WINDOW
-                    && !self.shared.unheeded.load(Ordering::SeqCst) =>
+                    && !self.unheeded() =>
             {
                 self.hand_off(conn, deadline).await
             }
@@ -193,13 +196,28 @@ impl RedisLock {
         }
     }
 
+    fn unheeded_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.shared
+            .unheeded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a recent hand-off found nobody coming: skip hand-offs for
+    /// [`UNHEEDED_FOR`], then try again (a waiter may have been slow to
+    /// come, not absent).
+    fn unheeded(&self) -> bool {
+        self.unheeded_at()
+            .is_some_and(|at| at.elapsed() < UNHEEDED_FOR)
+    }
+
     /// Hand the lock to a waiter that heard our release: wait for another
     /// holder's release notice (the waiter came and went), checking the
     /// channel's subscriber count every millisecond (tokio's timer
     /// resolution) in case it announces nothing. Stop when the count has
     /// risen and dropped again; after [`HANDOFF_GRACE`] if nobody came (then
-    /// hand off no more until this instance meets contention again: the
-    /// listener was idle); after [`HANDOFF_LONGEST`] (a long hold: wait for
+    /// hand off no more for [`UNHEEDED_FOR`], or until this instance meets
+    /// contention again: the listener was idle); after [`HANDOFF_LONGEST`] (a long hold: wait for
     /// it as any waiter does); or at the deadline.
     async fn hand_off(
         &self,
@@ -233,7 +251,7 @@ impl RedisLock {
                 return Ok(());
             }
             if !came && now >= start + HANDOFF_GRACE {
-                self.shared.unheeded.store(true, Ordering::SeqCst);
+                *self.unheeded_at() = Some(Instant::now());
                 return Ok(());
             }
             let nap = Duration::from_millis(1).min(limit - now);
@@ -376,7 +394,7 @@ impl RedisLock {
                 Probe::Alone
             } else {
                 // Contention: hand the lock off after releasing again.
-                self.shared.unheeded.store(false, Ordering::SeqCst);
+                *self.unheeded_at() = None;
                 probe = self.probe(conn, subscribers).await?;
                 probe.as_deref().map_or(Probe::Inconclusive, Probe::Records)
             };

@@ -21,9 +21,10 @@ pub(crate) struct Shared {
     /// Whether a probe of this lock met a silent subscriber: then probes
     /// are anchored (docs/redis-protocol.md §8.2) until one is conclusive.
     pub(crate) suspect: AtomicBool,
-    /// Whether the last hand-off found nobody coming (the other listener
-    /// was idle): no more until an acquisition meets contention.
-    pub(crate) unheeded: AtomicBool,
+    /// When a hand-off last found nobody coming (the other listener was
+    /// idle): no more hand-offs for a while after it, or until an
+    /// acquisition meets contention.
+    pub(crate) unheeded: std::sync::Mutex<Option<Instant>>,
     /// The release-notice listener, kept between acquisitions.
     pub(crate) notices: tokio::sync::Mutex<Option<Listener>>,
     /// When this instance last released, and what it told the waiters.
