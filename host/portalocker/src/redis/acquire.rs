@@ -39,7 +39,7 @@ const HANDOFF_WINDOW: Duration = Duration::from_millis(5);
 const HANDOFF_GRACE: Duration = Duration::from_millis(2);
 /// How long a waiter that saw the count drop waits for the holder's
 /// release notice before trying (see `RedisLock::settle`).
-const NOTICE_GRACE: Duration = Duration::from_millis(2);
+const NOTICE_GRACE: Duration = Duration::from_millis(1);
 /// How long hand-offs pause after one found nobody coming (an idle
 /// listener then costs one [`HANDOFF_GRACE`] per this, 2%).
 const UNHEEDED_FOR: Duration = Duration::from_millis(100);
@@ -447,9 +447,11 @@ impl RedisLock {
                 *notices = self.release_notices().await;
             }
             // Wake when the count drops below what it is now (without us,
-            // unless we stay subscribed as an elected writer).
+            // unless we stay subscribed as an elected writer), or to us
+            // alone.
             let baseline = numsub(conn, &self.channel).await?;
-            self.pause(conn, notices, until, baseline).await?;
+            let own = i64::from(lock_conn.subscribed());
+            self.pause(conn, notices, until, baseline, own).await?;
         }
     }
 
@@ -491,9 +493,11 @@ impl RedisLock {
     }
 
     /// Wait until `until`, or sooner when the subscriber count drops below
-    /// what the last attempt saw (or to none: contenders that all gave up
-    /// leave the lock free, and nobody would announce it), or a Rust holder
-    /// announces its release. The count is checked after a jittered
+    /// what the last attempt saw, or to `own` (1 for an elected writer still
+    /// subscribed, else 0): contenders that all gave up leave the lock free,
+    /// and an elected writer waiting for a contender that has left would
+    /// otherwise wait the whole interval, as nobody announces either; or
+    /// when a Rust holder announces its release. The count is checked after a jittered
     /// 100-300 µs, doubling to [`COUNT_POLL`], so contenders that gave up
     /// together do not come back together.
     async fn pause(
@@ -502,6 +506,7 @@ impl RedisLock {
         notices: &mut Option<Listener>,
         until: Instant,
         seen: i64,
+        own: i64,
     ) -> Result<()> {
         let mut poll = Duration::from_micros(100).mul_f64(1.0 + 2.0 * fastrand::f64());
         loop {
@@ -531,7 +536,7 @@ impl RedisLock {
                 None => tokio::time::sleep(nap).await,
             }
             let count = numsub(conn, &self.channel).await?;
-            if count < seen || count == 0 {
+            if count < seen || count <= own {
                 self.settle(notices, until).await;
                 return Ok(());
             }

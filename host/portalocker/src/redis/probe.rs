@@ -94,7 +94,7 @@ impl RedisLock {
         if numsub(conn, &self.channel).await? != expected {
             return Ok(None);
         }
-        let anchored = if self.shared.suspect.load(Ordering::SeqCst) {
+        let mut anchored = if self.shared.suspect.load(Ordering::SeqCst) {
             Some(self.subscribed_holders(conn).await?).filter(|c| !c.is_empty())
         } else {
             None
@@ -109,11 +109,12 @@ impl RedisLock {
         let mut records: HashMap<String, Record> = HashMap::new();
         let mut legacy = 0;
         let mut churned = false;
-        let complete = |records: &HashMap<String, Record>| match &anchored {
-            Some(candidates) => candidates.iter().all(|c| c.answered(records)),
-            None => records.len() >= expected_len,
-        };
-        while !complete(&records) {
+        let complete =
+            |anchored: &Option<Vec<Candidate>>, records: &HashMap<String, Record>| match anchored {
+                Some(candidates) => candidates.iter().all(|c| c.answered(records)),
+                None => records.len() >= expected_len,
+            };
+        while !complete(&anchored, &records) {
             let left = window.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -128,8 +129,16 @@ impl RedisLock {
                     self.shared.suspect.store(true, Ordering::SeqCst);
                     if numsub(conn, &self.channel).await? != expected {
                         churned = true;
-                        if anchored.is_none() {
-                            return Ok(None);
+                        match anchored.as_mut() {
+                            None => return Ok(None),
+                            // A candidate that left the channel is not
+                            // silent, it is gone: wait only for those still
+                            // there (a wedged holder stays, and is reaped).
+                            Some(candidates) => {
+                                let present = self.subscribed_holders(conn).await?;
+                                candidates
+                                    .retain(|c| present.iter().any(|p| p.client_id == c.client_id));
+                            }
                         }
                     }
                 }
