@@ -120,10 +120,27 @@ mod linux {
         alive: bool,
     }
 
+    /// Set in a child forked after the instance was made: the child shares
+    /// the parent's inotify queue, so neither could trust its reading of it.
+    /// The child checks in full and leaves the parent's watches alone.
+    static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    extern "C" fn forked() {
+        FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn inotify() -> Option<&'static Inotify> {
         static INOTIFY: OnceLock<Option<Inotify>> = OnceLock::new();
+        if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         INOTIFY
             .get_or_init(|| {
+                // SAFETY: registers a child handler that only stores an
+                // atomic; `forked` lives as long as the program.
+                if unsafe { libc::pthread_atfork(None, None, Some(forked)) } != 0 {
+                    return None;
+                }
                 // SAFETY: no pointers; the result is checked.
                 let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
                 (fd >= 0).then(|| Inotify {
@@ -337,6 +354,48 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(calls.get(), 2);
+    }
+
+    /// A forked child shares the parent's inotify queue: it must check in
+    /// full (its reading of the queue would steal the parent's events), and
+    /// leave the parent's watches in place.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_forked_child_checks_in_full_and_leaves_the_parent_watching() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forked.lock");
+        let (file, mut watch, calls) = watched(&path);
+        // SAFETY: the child only runs still_named (no lock is taken on the
+        // path it uses once forked) and exits without unwinding.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            // The full check answers "not named": only it can say so.
+            let answer = watch.still_named(&file, || Ok(false));
+            drop(watch);
+            // SAFETY: leaves the child at once.
+            unsafe { libc::_exit(i32::from(!matches!(answer, Ok(false)))) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child we forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child trusted the shared queue (status {status})"
+        );
+        let before = calls.get();
+        assert!(
+            watch
+                .still_named(&file, full(&file, &path, &calls))
+                .unwrap()
+        );
+        assert_eq!(calls.get(), before, "the parent still watches");
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            !watch
+                .still_named(&file, full(&file, &path, &calls))
+                .unwrap()
+        );
     }
 
     #[test]
