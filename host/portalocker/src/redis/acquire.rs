@@ -196,6 +196,17 @@ impl RedisLock {
         }
     }
 
+    /// Whether this instance itself released with a `yield` within the
+    /// poller window (then it already held back, and a queued `yield` is
+    /// likely its own).
+    fn yielded_lately(&self) -> bool {
+        self.shared
+            .released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|r| r.notice == Notice::Yield && r.at.elapsed() < POLLER_WINDOW)
+    }
+
     fn unheeded_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
         self.shared
             .unheeded
@@ -362,9 +373,21 @@ impl RedisLock {
         };
         let mut elected = false;
         loop {
-            // Notices that came before this attempt are news no more.
-            if notices.as_mut().is_some_and(|n| !n.drain()) {
-                *notices = None;
+            // Notices that came before this attempt are news no more, but
+            // a poller's `yield` is still honoured (it may have come while
+            // this attempt was being prepared).
+            if let Some(listener) = notices.as_mut() {
+                match listener.take_queued() {
+                    None => *notices = None,
+                    Some(queued) => {
+                        let yielded = queued.iter().any(|p| Notice::parse(p) == Notice::Yield);
+                        if yielded && !self.yielded_lately() {
+                            let window = Instant::now() + POLLER_WINDOW;
+                            let until = deadline.map_or(window, |d| window.min(d));
+                            tokio::time::sleep_until(until.into()).await;
+                        }
+                    }
+                }
             }
             // A fresh writer answers `exclusive` from the moment it
             // subscribes (docs/redis-protocol.md §6.2): whoever subscribes

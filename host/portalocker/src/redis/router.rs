@@ -227,6 +227,18 @@ impl Listener {
 
     /// Drop the messages that arrived already; `false` if the connection
     /// died.
+    /// Take every queued message: `None` when the connection is gone.
+    pub(crate) fn take_queued(&mut self) -> Option<Vec<Vec<u8>>> {
+        let mut queued = Vec::new();
+        loop {
+            match self.receiver.try_recv() {
+                Ok(payload) => queued.push(payload),
+                Err(mpsc::error::TryRecvError::Empty) => return Some(queued),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            }
+        }
+    }
+
     pub(crate) fn drain(&mut self) -> bool {
         loop {
             match self.receiver.try_recv() {
