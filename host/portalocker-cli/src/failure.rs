@@ -12,6 +12,9 @@ pub mod exit {
     pub const DATA: u8 = 65;
     /// A plugin that cannot be read (`EX_NOINPUT`).
     pub const NO_INPUT: u8 = 66;
+    /// A part of portalocker that is not installed: the plugin host
+    /// (`EX_UNAVAILABLE`).
+    pub const UNAVAILABLE: u8 = 69;
     /// An internal failure, or a plugin that trapped (`EX_SOFTWARE`).
     pub const SOFTWARE: u8 = 70;
     /// A lock that could not be opened or taken for another reason than
