@@ -233,6 +233,45 @@ fn bad_run_arguments_are_refused() {
 }
 
 #[test]
+fn portalocker_hands_run_to_the_plugin_host_and_says_when_it_is_missing() {
+    // `portalocker` links no wasm runtime: `run` is the plugin host's, in
+    // the same process (same PID, so signals and exit statuses pass).
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli()
+        .args(["run", "--dir", &format!("{}::/data", dir.path().display())])
+        .args([FILE_LOCK_BASIC, "--", "/data"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Installed alone, it says what is missing and how to install it, and
+    // the lock commands still work.
+    let alone = tempfile::tempdir().unwrap();
+    let exe = alone.path().join("portalocker");
+    let program = cli().get_program().to_owned();
+    std::fs::copy(&program, &exe).unwrap();
+    let out = std::process::Command::new(&exe)
+        .env("PATH", alone.path())
+        .args(["run", FILE_LOCK_BASIC])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("portalocker-run") && stderr.contains("cargo install"),
+        "{stderr}"
+    );
+    let lock = dir.path().join("x.lock");
+    let status = std::process::Command::new(&exe)
+        .arg("lock")
+        .arg(&lock)
+        .args(["--", "/bin/true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
 fn a_replaced_lock_file_is_locked_anew_not_through_the_old_descriptor() {
     let dir = tempfile::tempdir().unwrap();
     let lock = dir.path().join("swap.lock");
