@@ -25,6 +25,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo clippy of the guest SDK and example plugins (wasm32-wasip2)"
 cargo clippy --manifest-path guest/Cargo.toml --workspace --all-targets --target wasm32-wasip2 --locked -- -D warnings
 
+step "cargo clippy of the fuzzing model as the fuzzer builds it (feature fuzzing)"
+cargo clippy -p portalocker-wasmtime --features fuzzing --locked -- -D warnings
+
 for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
     step "cargo check of the core for $target"
     cargo check -p portalocker --target "$target" --locked

@@ -92,6 +92,16 @@ impl FileLockGuardHandle {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+impl FileLockGuardHandle {
+    /// The held file's identity and mode, for the fuzzer's checks.
+    pub(crate) fn held(&self) -> Option<(sandbox::FileKey, LockMode)> {
+        self.guard
+            .as_ref()
+            .map(|guard| (sandbox::key_of(guard.file()), guard.lock_mode()))
+    }
+}
+
 impl Drop for FileLockGuardHandle {
     fn drop(&mut self) {
         // The descriptor is closed (or kept) either way, which frees the lock.

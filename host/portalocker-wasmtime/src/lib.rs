@@ -91,6 +91,9 @@ mod budget;
 mod ctx;
 mod error;
 mod file_lock;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod redis_lock;
 mod sandbox;
 mod semaphore;

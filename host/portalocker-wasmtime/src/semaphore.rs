@@ -44,6 +44,16 @@ impl PermitHandle {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+impl PermitHandle {
+    /// The held slot file's identity, for the fuzzer's checks.
+    pub(crate) fn held(&self) -> Option<sandbox::FileKey> {
+        self.permit
+            .as_ref()
+            .map(|permit| sandbox::key_of(permit.file()))
+    }
+}
+
 impl Drop for PermitHandle {
     fn drop(&mut self) {
         let _ = self.release();
