@@ -6,7 +6,9 @@
 #
 #   scripts/stress.sh [ROUNDS]        (default 20)
 #
-# PORTALOCKER_STRESS (default 1) multiplies the cancellation rounds.
+# PORTALOCKER_STRESS (default 1) multiplies the cancellation rounds;
+# PORTALOCKER_CRASH_ROUNDS (default 6 here, 4 in the normal suite) is the
+# crash matrix's rounds per lock kind in each round.
 # Each failing round's output is kept in $PORTALOCKER_CACHE/stress/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +19,11 @@ scripts/setup.sh
 cache="${PORTALOCKER_CACHE:-$HOME/.cache/portalocker-rs}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 export PORTALOCKER_PYTHON="${PORTALOCKER_PYTHON:-${PORTALOCKER_VENV:-$cache/venv}/bin/python}"
+export PORTALOCKER_CRASH_ROUNDS="${PORTALOCKER_CRASH_ROUNDS:-6}"
 logs="$cache/stress"
 mkdir -p "$logs"
 
-suites=(wasm redis_lock redis_weather multiprocess cancel cli_run cli interop_python)
+suites=(wasm redis_lock redis_weather multiprocess cancel cli_run cli interop_python crash_matrix)
 tests=()
 for suite in "${suites[@]}"; do tests+=(--test "$suite"); done
 

@@ -58,6 +58,76 @@ def redis_lock(url, channel, *flags_and_options, **kwargs):
     )
 
 
+def journal_append(journal, line):
+    """One line in one write (O_APPEND), as tests/src/journal.rs."""
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def journal_last_value(journal):
+    try:
+        with open(journal) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        words = line.split(" ")
+        if words[0] == "C":
+            return int(words[1])
+    return 0
+
+
+def journal_commit(journal, who, hold, token=0):
+    journal_append(journal, f"E {who} {token}")
+    time.sleep(hold)
+    value = journal_last_value(journal)
+    journal_append(journal, f"C {value + 1} {who} {token}")
+    journal_append(journal, f"L {who}")
+
+
+def journal_round(journal, who, hold, kind, rest):
+    """One hold for the crash matrix; the same as lockworker's `journal`."""
+    if kind == "file":
+        with portalocker.Lock(rest[0], timeout=300, check_interval=0.001):
+            journal_commit(journal, who, hold)
+    elif kind == "read":
+        flags = portalocker.LOCK_SH | portalocker.LOCK_NB
+        with portalocker.Lock(rest[0], flags=flags, timeout=300, check_interval=0.001):
+            journal_append(journal, f"S {who}")
+            time.sleep(hold)
+            journal_append(journal, f"T {who}")
+    elif kind == "temporary":
+        with portalocker.TemporaryFileLock(rest[0], timeout=300, check_interval=0.001):
+            journal_commit(journal, who, hold)
+    elif kind == "pid":
+        while True:
+            with portalocker.PidFileLock(rest[0]) as holder:
+                if holder is None:
+                    journal_commit(journal, who, hold)
+                    return
+            time.sleep(0.001)
+    elif kind == "sem":
+        directory, name, slots = rest
+        sem = portalocker.NamedBoundedSemaphore(
+            int(slots), name=name, directory=directory, timeout=300, check_interval=0.001
+        )
+        lock = sem.acquire()
+        slot = [str(p) for p in sem.get_filenames()].index(str(lock.filename))
+        journal_commit(f"{os.path.splitext(journal)[0]}.{slot}", who, hold)
+        sem.release()
+    elif kind == "redis":
+        url, channel = rest
+        lock = redis_lock(url, channel, "fencing", timeout=300)
+        lock.acquire()
+        journal_commit(journal, who, hold, lock.fence_token or 0)
+        lock.release()
+    else:
+        sys.exit(f"unknown lock kind {kind!r}")
+
+
 def main(argv):
     command, args = argv[0], argv[1:]
     if command == "version":
@@ -162,6 +232,10 @@ def main(argv):
             lock.acquire()
             write_counter(data, read_counter(data) + 1)
             lock.release()
+    elif command == "journal":
+        journal, who, n, hold_us, kind, *rest = args
+        for _ in range(int(n)):
+            journal_round(journal, who, int(hold_us) / 1e6, kind, rest)
     else:
         sys.exit(f"unknown command {argv!r}")
 

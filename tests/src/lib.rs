@@ -53,6 +53,7 @@ pub fn write_counter(path: &Path, value: u64) -> io::Result<()> {
 }
 
 pub mod host;
+pub mod journal;
 
 /// The guest test programs, built by `build.rs`: one `&str` path constant
 /// each, and the `foreach_program!` macro.

@@ -76,6 +76,21 @@ impl RedisServer {
         self.cli(&["CLIENT", "KILL", "ID", id]);
     }
 
+    /// Kill every client connection whose name starts with `prefix` (none
+    /// is fine); how many there were.
+    pub fn kill_clients_named(&self, prefix: &str) -> usize {
+        let list = self.cli(&["CLIENT", "LIST"]);
+        let ids: Vec<&str> = list
+            .lines()
+            .filter(|line| line.contains(&format!(" name={prefix}")))
+            .filter_map(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+            .collect();
+        for id in &ids {
+            self.cli(&["CLIENT", "KILL", "ID", id]);
+        }
+        ids.len()
+    }
+
     /// Freeze the server process (SIGSTOP): it answers nothing, closes
     /// nothing.
     pub fn freeze(&self) {

@@ -447,6 +447,47 @@ macro_rules! scenarios {
             drop(Lock::new(dir.path().join("w.lock")).try_acquire().unwrap());
         }
 
+        #[test]
+        fn crash_holder() {
+            // Each journaled kind, undisturbed: a clean journal with every
+            // increment (tests/crash_matrix.rs adds the faults).
+            let dir = tempfile::tempdir().unwrap();
+            let server = RedisServer::start();
+            let kinds: [&[&str]; 5] = [
+                &["file", "/data/x.lock"],
+                &["read", "/data/x.lock"],
+                &["sem", "/data", "slots", "2"],
+                &["redis", "j"],
+                &["redis-read", "j"],
+            ];
+            for kind in kinds {
+                let _ = std::fs::remove_file(dir.path().join("journal.log"));
+                let mut args = vec!["/data/journal.log", "g", "3", "100"];
+                args.extend_from_slice(kind);
+                let out: Outcome = $run(
+                    &Run::new(CRASH_HOLDER, &args)
+                        .grant(dir.path(), "/data")
+                        .redis(&server.url(), "p:"),
+                );
+                out.assert_ok();
+                let journals: &[&str] = if kind[0] == "sem" {
+                    &["journal.0", "journal.1"]
+                } else {
+                    &["journal.log"]
+                };
+                let mut found = portalocker_tests::journal::Findings::default();
+                for journal in journals {
+                    let path = dir.path().join(journal);
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let _ = std::fs::remove_file(&path);
+                    found.merge(portalocker_tests::journal::check(&text, &Default::default()));
+                }
+                assert!(found.violations.is_empty(), "{kind:?}: {found:?}");
+                let commits = if kind[0].ends_with("read") { 0 } else { 3 };
+                assert_eq!(found.commits, commits, "{kind:?}: {found:?}");
+            }
+        }
+
         portalocker_tests::foreach_program!(assert_test_exists);
     };
 }

@@ -12,6 +12,11 @@
 //!                                              print "lost" or "held"
 //! lockworker redis-try URL NAME [shared]       exit 0 if it could lock, 3 if busy
 //! lockworker redis-count URL NAME DATA N       N Redis-locked increments of DATA
+//! lockworker journal JOURNAL WHO N HOLD_US KIND ARGS...
+//!                                              N journaled holds for the crash
+//!                                              matrix (KIND: file LOCK, read LOCK,
+//!                                              temporary LOCK, pid FILE, sem DIR NAME
+//!                                              SLOTS, redis URL NAME, redis-read URL NAME)
 //! ```
 
 use std::io::{self, BufRead, Write};
@@ -21,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use portalocker::redis::RedisLock;
-use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock, Wait};
-use portalocker_tests::{read_counter, write_counter};
+use portalocker::{BoundedSemaphore, Lock, PidFileLock, PidLock, TemporaryFileLock, Wait};
+use portalocker_tests::{journal, read_counter, write_counter};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -149,8 +154,86 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["journal", journal, who, n, hold_us, kind @ ..] => {
+            let journal = Path::new(journal);
+            let hold = Duration::from_micros(hold_us.parse()?);
+            for _ in 0..n.parse::<u64>()? {
+                journal_round(journal, who, hold, kind)?;
+            }
+            Ok(())
+        }
         _ => bail!("unknown arguments {args:?}; see the source for usage"),
     }
+}
+
+/// One hold for the crash matrix (see `portalocker_tests::journal`): take
+/// the lock of `kind`, enter, hold, commit an increment (or, on a Redis lock
+/// found lost, say so and write nothing), leave, release.
+fn journal_round(journal: &Path, who: &str, hold: Duration, kind: &[&str]) -> Result<()> {
+    let commit = |journal: &Path, token: u64| -> Result<()> {
+        journal::append(journal, &format!("E {who} {token}"))?;
+        thread::sleep(hold);
+        let value = journal::last_value(journal)?;
+        journal::append(journal, &format!("C {} {who} {token}", value + 1))?;
+        journal::append(journal, &format!("L {who}"))?;
+        Ok(())
+    };
+    match kind {
+        ["file", lock] => {
+            let guard = Lock::new(lock).wait(Wait::FOREVER).acquire()?;
+            commit(journal, 0)?;
+            guard.release()?;
+        }
+        ["read", lock] => {
+            let guard = Lock::new(lock).shared().wait(Wait::FOREVER).acquire()?;
+            journal::append(journal, &format!("S {who}"))?;
+            thread::sleep(hold);
+            journal::append(journal, &format!("T {who}"))?;
+            guard.release()?;
+        }
+        ["temporary", lock] => {
+            let guard = TemporaryFileLock::new(lock).wait(Wait::FOREVER).acquire()?;
+            commit(journal, 0)?;
+            guard.release()?;
+        }
+        ["pid", lock] => {
+            let guard = PidFileLock::new(lock).wait(Wait::FOREVER).acquire()?;
+            commit(journal, 0)?;
+            guard.release()?;
+        }
+        ["sem", dir, name, slots] => {
+            let permit = semaphore(dir, name, slots)?.acquire()?;
+            let journal = journal.with_extension(permit.slot().to_string());
+            commit(&journal, 0)?;
+            permit.release()?;
+        }
+        ["redis", url, name] => {
+            let lock = redis_lock(url, name, &["fencing"])?.wait(Wait::FOREVER);
+            let guard = lock.acquire()?;
+            let token = guard.fencing_token().unwrap_or(0);
+            journal::append(journal, &format!("E {who} {token}"))?;
+            thread::sleep(hold);
+            let value = journal::last_value(journal)?;
+            if guard.is_lost() {
+                journal::append(journal, &format!("X {who}"))?;
+            } else {
+                journal::append(journal, &format!("C {} {who} {token}", value + 1))?;
+                journal::append(journal, &format!("L {who}"))?;
+            }
+            drop(guard);
+        }
+        ["redis-read", url, name] => {
+            let lock = redis_lock(url, name, &["shared"])?.wait(Wait::FOREVER);
+            let guard = lock.acquire()?;
+            journal::append(journal, &format!("S {who}"))?;
+            thread::sleep(hold);
+            let lost = guard.is_lost();
+            journal::append(journal, &format!("{} {who}", if lost { "X" } else { "T" }))?;
+            drop(guard);
+        }
+        _ => bail!("unknown lock kind {kind:?}"),
+    }
+    Ok(())
 }
 
 fn redis_lock(url: &str, name: &str, options: &[&str]) -> Result<RedisLock> {

@@ -1,0 +1,252 @@
+//! The crash matrix's journal: what holders of one lock did, in the order
+//! they did it, and the check that no two of them believed they held it at
+//! once and no increment was lost.
+//!
+//! Every holder appends whole lines (one `write` each, `O_APPEND`) to one
+//! journal file:
+//!
+//! ```text
+//! E WHO TOKEN       entered: holds the lock exclusively (TOKEN: its fencing
+//!                   token, 0 without one)
+//! C VALUE WHO TOKEN committed an increment: VALUE is the last committed
+//!                   value plus one, read from the journal under the lock
+//! L WHO             leaving: about to release
+//! S WHO             entered shared (a reader)
+//! T WHO             a reader leaving
+//! X WHO             learned that its lock was lost, and wrote nothing
+//! ```
+//!
+//! The counter is the journal itself, so an increment is one atomic append:
+//! a holder killed before it leaves the value untouched, one killed after
+//! has committed. A lost update shows as a value committed twice.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Append `line` (and a newline) to the journal in one write.
+///
+/// # Errors
+///
+/// When the journal cannot be opened or written.
+pub fn append(journal: &Path, line: &str) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal)?;
+    file.write_all(format!("{line}\n").as_bytes())
+}
+
+/// The last committed value in the journal (0 when none).
+///
+/// # Errors
+///
+/// When the journal cannot be read.
+pub fn last_value(journal: &Path) -> io::Result<u64> {
+    let text = match fs::read_to_string(journal) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let mut words = line.split(' ');
+            (words.next() == Some("C")).then(|| words.next()?.parse().ok())?
+        })
+        .unwrap_or(0))
+}
+
+/// What a journal shows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// Increments committed by a holder that held the lock.
+    pub commits: u64,
+    /// Writes by a holder whose lock had been taken over, carrying a token
+    /// older than the new holder's: visible as stale (a fenced resource
+    /// rejects them).
+    pub fenced: u64,
+    /// Holders that learned of their loss before writing.
+    pub learned_loss: u64,
+    /// Holders that entered and never left (killed while holding).
+    pub abandoned: u64,
+    /// Violations, each told in a sentence with its line number.
+    pub violations: Vec<String>,
+}
+
+impl Findings {
+    /// Add `other`'s figures and violations to these.
+    pub fn merge(&mut self, other: Findings) {
+        self.commits += other.commits;
+        self.fenced += other.fenced;
+        self.learned_loss += other.learned_loss;
+        self.abandoned += other.abandoned;
+        self.violations.extend(other.violations);
+    }
+}
+
+impl fmt::Display for Findings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} commits, {} fenced stale writes, {} losses learned, {} abandoned holds, {} violations",
+            self.commits,
+            self.fenced,
+            self.learned_loss,
+            self.abandoned,
+            self.violations.len()
+        )
+    }
+}
+
+/// Check `text`. `faulted`: the holders a fault was injected into (killed,
+/// stopped or cut off): only they may be taken over while they believed
+/// they held.
+#[must_use]
+pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
+    let mut findings = Findings::default();
+    // The exclusive holder now, and whether it may have lost the lock
+    // (faulted) without the journal showing it.
+    let mut writer: Option<String> = None;
+    let mut readers: BTreeSet<String> = BTreeSet::new();
+    // Holders that entered, were taken over, and may still write (stale).
+    let mut superseded: HashSet<String> = HashSet::new();
+    let mut top_token = 0_u64;
+    let mut value = 0_u64;
+    for (number, line) in text.lines().enumerate() {
+        let number = number + 1;
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut violation = |what: String| findings.violations.push(format!("line {number} `{line}`: {what}"));
+        match words.as_slice() {
+            ["E", who, token] => {
+                let token: u64 = token.parse().unwrap_or(0);
+                if let Some(old) = writer.take() {
+                    if faulted.contains(&old) {
+                        superseded.insert(old);
+                    } else {
+                        violation(format!("{who} entered while {old} held the lock"));
+                    }
+                }
+                for reader in std::mem::take(&mut readers) {
+                    if faulted.contains(&reader) {
+                        superseded.insert(reader);
+                    } else {
+                        violation(format!("{who} entered while reader {reader} was inside"));
+                    }
+                }
+                if token != 0 {
+                    if token <= top_token {
+                        violation(format!("token {token} is not above the last one, {top_token}"));
+                    }
+                    top_token = top_token.max(token);
+                }
+                superseded.remove(*who);
+                writer = Some((*who).to_owned());
+            }
+            ["S", who] => {
+                if let Some(old) = writer.take() {
+                    if faulted.contains(&old) {
+                        superseded.insert(old);
+                    } else {
+                        violation(format!("reader {who} entered while {old} held the lock"));
+                    }
+                }
+                superseded.remove(*who);
+                readers.insert((*who).to_owned());
+            }
+            ["T", who] => {
+                if !readers.remove(*who) && !superseded.contains(*who) {
+                    violation(format!("{who} left a read it never entered"));
+                }
+            }
+            ["C", v, who, token] => {
+                let v: u64 = v.parse().unwrap_or(0);
+                let token: u64 = token.parse().unwrap_or(0);
+                if writer.as_deref() == Some(*who) {
+                    if v == value + 1 {
+                        value = v;
+                        findings.commits += 1;
+                    } else {
+                        violation(format!("committed {v} after {value}: an update was lost"));
+                    }
+                } else if superseded.contains(*who) && token != 0 && token < top_token {
+                    findings.fenced += 1;
+                } else {
+                    violation(format!("{who} wrote without holding the lock"));
+                }
+            }
+            ["L", who] => {
+                if writer.as_deref() == Some(*who) {
+                    writer = None;
+                } else if !superseded.contains(*who) {
+                    violation(format!("{who} left a lock it never entered"));
+                }
+            }
+            ["X", who] => {
+                if superseded.remove(*who) || writer.as_deref() == Some(*who) || readers.contains(*who) {
+                    findings.learned_loss += 1;
+                    if writer.as_deref() == Some(*who) {
+                        writer = None;
+                    }
+                    readers.remove(*who);
+                } else {
+                    violation(format!("{who} reported a loss of a lock it did not hold"));
+                }
+            }
+            _ => violation("not a journal line".to_owned()),
+        }
+    }
+    findings.abandoned = u64::from(writer.is_some()) + readers.len() as u64;
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faulted(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_clean_journal_counts_its_commits() {
+        let text = "E a 0\nC 1 a 0\nL a\nE b 0\nC 2 b 0\nL b\n";
+        let found = check(text, &faulted(&[]));
+        assert_eq!(found.commits, 2);
+        assert!(found.violations.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn overlaps_and_lost_updates_are_violations() {
+        let overlap = check("E a 0\nE b 0\nC 1 b 0\nL b\n", &faulted(&[]));
+        assert_eq!(overlap.violations.len(), 1, "{overlap:?}");
+        let lost = check("E a 0\nC 1 a 0\nL a\nE b 0\nC 1 b 0\nL b\n", &faulted(&[]));
+        assert_eq!(lost.violations.len(), 1, "{lost:?}");
+        let stray = check("E a 0\nC 1 b 0\n", &faulted(&[]));
+        assert_eq!(stray.violations.len(), 1, "{stray:?}");
+        let reader = check("S r\nE w 0\n", &faulted(&[]));
+        assert_eq!(reader.violations.len(), 1, "{reader:?}");
+    }
+
+    #[test]
+    fn a_faulted_holder_may_be_taken_over_but_not_write_fresh() {
+        // Killed while holding: the next one enters.
+        let killed = check("E a 0\nE b 0\nC 1 b 0\nL b\n", &faulted(&["a"]));
+        assert!(killed.violations.is_empty(), "{killed:?}");
+        assert_eq!(killed.commits, 1);
+        // Cut off, taken over, then wrote with its old token: fenced.
+        let stale = check("E a 1\nE b 2\nC 1 a 1\nC 1 b 2\nL b\n", &faulted(&["a"]));
+        assert!(stale.violations.is_empty(), "{stale:?}");
+        assert_eq!((stale.fenced, stale.commits), (1, 1));
+        // Without a token the stale write is a violation.
+        let blind = check("E a 0\nE b 0\nC 1 a 0\n", &faulted(&["a"]));
+        assert_eq!(blind.violations.len(), 1, "{blind:?}");
+        // Learned the loss and wrote nothing.
+        let learned = check("E a 1\nE b 2\nX a\nL b\n", &faulted(&["a"]));
+        assert!(learned.violations.is_empty(), "{learned:?}");
+        assert_eq!(learned.learned_loss, 1);
+    }
+}
