@@ -242,7 +242,11 @@ fn portalocker_hands_run_to_the_plugin_host_and_says_when_it_is_missing() {
         .args([FILE_LOCK_BASIC, "--", "/data"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Installed alone, it says what is missing and how to install it, and
     // the lock commands still work.
