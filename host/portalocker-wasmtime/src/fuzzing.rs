@@ -9,7 +9,9 @@
 //!   it has open;
 //! - no two held file locks on one file unless both are shared, no two
 //!   permits of one semaphore on one slot, no slot out of range;
-//! - a bad handle traps (the sequence ends there, as the instance would);
+//! - a bad handle is never accepted: it traps (the sequence ends there, as
+//!   the instance would) or, when another argument is refused first, gets
+//!   that error value; a handle the guest has never traps;
 //! - once everything is dropped, nothing is counted and no descriptor is
 //!   left open;
 //! - nothing outside the grant was created, changed or removed.
@@ -84,7 +86,17 @@ const DIRS: &[&str] = &[
 ];
 
 /// Semaphore and Redis lock names a guest might use.
-const NAMES: &[&str] = &["s", "t", "", ".", "..", "a/b", "x\0y", "weird name", "\u{263a}"];
+const NAMES: &[&str] = &[
+    "s",
+    "t",
+    "",
+    ".",
+    "..",
+    "a/b",
+    "x\0y",
+    "weird name",
+    "\u{263a}",
+];
 
 /// A string argument: one of the table's, or anything.
 #[derive(Debug, Arbitrary)]
@@ -107,15 +119,16 @@ impl Text {
     }
 }
 
-/// A handle argument.
+/// A handle argument: mostly one the guest has (a call on a kind it has
+/// none of is skipped), sometimes a stale number or a handle of another
+/// kind (which ends the sequence in a trap).
 #[derive(Debug, Arbitrary)]
-pub enum Pick {
-    /// One the guest has of the right kind (by position, wrapping).
-    Live(u8),
-    /// A handle number the guest may never have had, or has dropped.
-    Stale(u16),
-    /// One the guest has of another kind.
-    Foreign(u8),
+pub struct Pick {
+    /// Which handle, by position (wrapping), or the stale number.
+    index: u16,
+    /// 0-247: one the guest has; 248-251: a stale number; 252-255: one of
+    /// another kind.
+    how: u8,
 }
 
 /// How an acquisition waits.
@@ -159,22 +172,38 @@ pub enum Call {
     DropRedis(Pick),
 }
 
-/// A sequence of calls, as the fuzzer generates it.
-#[derive(Debug, Arbitrary)]
+/// A sequence of calls, as the fuzzer generates it: whether Redis is
+/// granted, then calls until the bytes run out.
+#[derive(Debug)]
 pub struct Sequence {
-    /// The calls, in order.
-    pub calls: Vec<Call>,
     /// Whether the instance may use Redis (a server that is not there: every
     /// Redis acquisition fails, after validating its arguments).
     pub redis: bool,
+    /// The calls, in order (last, so that they take all the bytes left).
+    pub calls: Vec<Call>,
+}
+
+impl<'a> Arbitrary<'a> for Sequence {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let redis = bool::arbitrary(u)?;
+        let mut calls = Vec::new();
+        while !u.is_empty() {
+            calls.push(Call::arbitrary(u)?);
+        }
+        Ok(Sequence { redis, calls })
+    }
+
+    fn arbitrary_take_rest(mut u: Unstructured<'a>) -> arbitrary::Result<Self> {
+        Self::arbitrary(&mut u)
+    }
 }
 
 impl Sequence {
-    /// The sequence `bytes` decode to (what the fuzzer would make of them).
+    /// The sequence `bytes` decode to (what the fuzzer makes of them).
     ///
     /// # Errors
     ///
-    /// Never in practice: `arbitrary` makes do with too few bytes.
+    /// When `arbitrary` finds the bytes malformed.
     pub fn from_bytes(bytes: &[u8]) -> arbitrary::Result<Self> {
         Sequence::arbitrary_take_rest(Unstructured::new(bytes))
     }
@@ -243,32 +272,41 @@ impl Guest {
     }
 
     /// The handle `pick` names for a call on `kind`, and whether the guest
-    /// really has it (so the host must accept it).
-    fn handle(&mut self, kind: Kind, pick: &Pick) -> (u32, bool) {
-        match *pick {
-            Pick::Live(i) => {
+    /// really has it (so the host must accept it); `None` when the guest
+    /// has none of that kind (the call is skipped).
+    fn handle(&mut self, kind: Kind, pick: &Pick) -> Option<(u32, bool)> {
+        let index = usize::from(pick.index);
+        match pick.how {
+            0..=247 => {
                 let list = self.list(kind);
-                if list.is_empty() {
-                    (u32::from(i), false)
-                } else {
-                    (list[usize::from(i) % list.len()], true)
-                }
+                (!list.is_empty()).then(|| (list[index % list.len()], true))
             }
-            Pick::Stale(rep) => {
-                let rep = u32::from(rep);
+            248..=251 => {
+                let rep = u32::from(pick.index);
                 let live = self.list(kind).contains(&rep);
-                (rep, live)
+                Some((rep, live))
             }
-            Pick::Foreign(i) => {
+            _ => {
                 let mine = self.list(kind).clone();
                 let others: Vec<u32> = self.all().filter(|rep| !mine.contains(rep)).collect();
-                if others.is_empty() {
-                    (u32::from(i) + 1000, false)
+                Some(if others.is_empty() {
+                    (u32::from(pick.index) + 1000, false)
                 } else {
-                    (others[usize::from(i) % others.len()], false)
-                }
+                    (others[index % others.len()], false)
+                })
             }
         }
+    }
+
+    /// Whether `rep` is a handle the guest has of another kind than `kind`.
+    /// Such a handle never reaches a host call that takes ownership:
+    /// wasmtime checks the resource type of a handle the guest gives up
+    /// before the host sees it, and the host's own table is typed by the
+    /// caller. (A borrow of the wrong type does reach the host's lookups,
+    /// which refuse it.)
+    fn foreign(&mut self, kind: Kind, rep: u32) -> bool {
+        let mine = self.list(kind).contains(&rep);
+        !mine && self.all().any(|r| r == rep)
     }
 
     /// Take `rep` out of the guest's `kind` handles (an own handle moved
@@ -362,7 +400,8 @@ impl Fixture {
     fn check_around(&self) {
         let now = self.survey();
         assert_eq!(
-            now, self.around,
+            now,
+            self.around,
             "something outside the grant ({}) was created, changed or removed",
             self.outside.display()
         );
@@ -411,11 +450,26 @@ pub fn run(sequence: &Sequence) {
         let warm = Sequence {
             calls: vec![
                 Call::OpenFile(Text::Known(0)),
-                Call::Lock { lock: Pick::Live(0), shared: false, how: How::Try },
-                Call::ReleaseGuard(Pick::Live(0)),
-                Call::Lock { lock: Pick::Live(0), shared: false, how: How::Try },
-                Call::OpenRedis { name: Text::Known(0), fencing: true },
-                Call::RedisLock { lock: Pick::Live(0), shared: false, how: How::Try },
+                Call::Lock {
+                    lock: Pick { index: 0, how: 0 },
+                    shared: false,
+                    how: How::Try,
+                },
+                Call::ReleaseGuard(Pick { index: 0, how: 0 }),
+                Call::Lock {
+                    lock: Pick { index: 0, how: 0 },
+                    shared: false,
+                    how: How::Try,
+                },
+                Call::OpenRedis {
+                    name: Text::Known(0),
+                    fencing: true,
+                },
+                Call::RedisLock {
+                    lock: Pick { index: 0, how: 0 },
+                    shared: false,
+                    how: How::Try,
+                },
             ],
             redis: true,
         };
@@ -486,15 +540,16 @@ fn timeout(how: &How) -> Option<u64> {
     match *how {
         How::Try | How::Wait => None,
         How::For(n) => Some(u64::from(n) * 100_000),
-        How::TooLong(extra) => {
-            Some(u64::try_from(MAX_WAIT.as_nanos()).unwrap_or(u64::MAX).saturating_add(extra.max(1)))
-        }
+        How::TooLong(extra) => Some(
+            u64::try_from(MAX_WAIT.as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_add(extra.max(1)),
+        ),
     }
 }
 
 /// What a host call gave: a value, an error value or a trap. A trap for a
-/// handle the guest really has, or an error value for one it does not, is a
-/// bug.
+/// handle the guest really has, or a value for one it does not, is a bug.
 fn settle<T>(result: Result<T, LockError>, live: bool, call: &Call) -> Result<Option<T>, ()> {
     match result {
         Ok(value) => {
@@ -502,10 +557,10 @@ fn settle<T>(result: Result<T, LockError>, live: bool, call: &Call) -> Result<Op
             Ok(Some(value))
         }
         Err(error) => match error.into_code() {
-            Ok(_) => {
-                assert!(live, "{call:?}: a bad handle gave an error value, not a trap");
-                Ok(None)
-            }
+            // A bad handle may be refused with an error value when another
+            // argument is refused first (wasmtime itself traps on a handle
+            // the guest does not have, before the host is called).
+            Ok(_) => Ok(None),
             Err(_) => {
                 assert!(!live, "{call:?}: a live handle trapped");
                 Err(())
@@ -552,7 +607,9 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
             })
         }
         Call::Lock { lock, shared, how } => {
-            let (rep, live) = guest.handle(Kind::File, lock);
+            let Some((rep, live)) = guest.handle(Kind::File, lock) else {
+                return Outcome::Returned;
+            };
             let handle = borrow::<FileLockHandle>(rep);
             let mode = mode(*shared);
             let taken = match (how, timeout(how)) {
@@ -567,25 +624,44 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
             })
         }
         Call::FilePath(pick) => {
-            let (rep, live) = guest.handle(Kind::File, pick);
+            let Some((rep, live)) = guest.handle(Kind::File, pick) else {
+                return Outcome::Returned;
+            };
             plain(HostFileLock::path(view, borrow(rep)), live, call).map(drop)
         }
         Call::GuardMode(pick) => {
-            let (rep, live) = guest.handle(Kind::Guard, pick);
+            let Some((rep, live)) = guest.handle(Kind::Guard, pick) else {
+                return Outcome::Returned;
+            };
             plain(HostFileLockGuard::mode(view, borrow(rep)), live, call).map(drop)
         }
         Call::ReleaseGuard(pick) => {
-            let (rep, live) = guest.handle(Kind::Guard, pick);
+            let Some((rep, live)) = guest.handle(Kind::Guard, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::Guard, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::Guard, rep);
             settle(HostFileLockGuard::release(view, own(rep)), live, call).map(drop)
         }
         Call::DropGuard(pick) => {
-            let (rep, live) = guest.handle(Kind::Guard, pick);
+            let Some((rep, live)) = guest.handle(Kind::Guard, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::Guard, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::Guard, rep);
             plain(HostFileLockGuard::drop(view, own(rep)), live, call)
         }
         Call::DropFile(pick) => {
-            let (rep, live) = guest.handle(Kind::File, pick);
+            let Some((rep, live)) = guest.handle(Kind::File, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::File, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::File, rep);
             plain(HostFileLock::drop(view, own(rep)), live, call)
         }
@@ -598,7 +674,9 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
             })
         }
         Call::Acquire { semaphore, how } => {
-            let (rep, live) = guest.handle(Kind::Semaphore, semaphore);
+            let Some((rep, live)) = guest.handle(Kind::Semaphore, semaphore) else {
+                return Outcome::Returned;
+            };
             let handle = borrow::<SemaphoreHandle>(rep);
             let taken = match (how, timeout(how)) {
                 (How::Try, _) => HostSemaphore::try_acquire(view, handle),
@@ -612,25 +690,44 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
             })
         }
         Call::Slots(pick) => {
-            let (rep, live) = guest.handle(Kind::Semaphore, pick);
+            let Some((rep, live)) = guest.handle(Kind::Semaphore, pick) else {
+                return Outcome::Returned;
+            };
             plain(HostSemaphore::slots(view, borrow(rep)), live, call).map(drop)
         }
         Call::PermitSlot(pick) => {
-            let (rep, live) = guest.handle(Kind::Permit, pick);
+            let Some((rep, live)) = guest.handle(Kind::Permit, pick) else {
+                return Outcome::Returned;
+            };
             plain(HostSemaphorePermit::slot(view, borrow(rep)), live, call).map(drop)
         }
         Call::ReleasePermit(pick) => {
-            let (rep, live) = guest.handle(Kind::Permit, pick);
+            let Some((rep, live)) = guest.handle(Kind::Permit, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::Permit, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::Permit, rep);
             settle(HostSemaphorePermit::release(view, own(rep)), live, call).map(drop)
         }
         Call::DropPermit(pick) => {
-            let (rep, live) = guest.handle(Kind::Permit, pick);
+            let Some((rep, live)) = guest.handle(Kind::Permit, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::Permit, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::Permit, rep);
             plain(HostSemaphorePermit::drop(view, own(rep)), live, call)
         }
         Call::DropSemaphore(pick) => {
-            let (rep, live) = guest.handle(Kind::Semaphore, pick);
+            let Some((rep, live)) = guest.handle(Kind::Semaphore, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::Semaphore, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::Semaphore, rep);
             plain(HostSemaphore::drop(view, own(rep)), live, call)
         }
@@ -643,7 +740,9 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
             })
         }
         Call::RedisLock { lock, shared, how } => {
-            let (rep, live) = guest.handle(Kind::Redis, lock);
+            let Some((rep, live)) = guest.handle(Kind::Redis, lock) else {
+                return Outcome::Returned;
+            };
             let handle = borrow::<RedisLockHandle>(rep);
             let mode = mode(*shared);
             let taken = match (how, timeout(how)) {
@@ -658,29 +757,55 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
             })
         }
         Call::RedisName(pick) => {
-            let (rep, live) = guest.handle(Kind::Redis, pick);
+            let Some((rep, live)) = guest.handle(Kind::Redis, pick) else {
+                return Outcome::Returned;
+            };
             plain(HostRedisLock::name(view, borrow(rep)), live, call).map(drop)
         }
         Call::FencingToken(pick) => {
-            let (rep, live) = guest.handle(Kind::RedisGuard, pick);
-            plain(HostRedisLockGuard::fencing_token(view, borrow(rep)), live, call).map(drop)
+            let Some((rep, live)) = guest.handle(Kind::RedisGuard, pick) else {
+                return Outcome::Returned;
+            };
+            plain(
+                HostRedisLockGuard::fencing_token(view, borrow(rep)),
+                live,
+                call,
+            )
+            .map(drop)
         }
         Call::IsLost(pick) => {
-            let (rep, live) = guest.handle(Kind::RedisGuard, pick);
+            let Some((rep, live)) = guest.handle(Kind::RedisGuard, pick) else {
+                return Outcome::Returned;
+            };
             plain(HostRedisLockGuard::is_lost(view, borrow(rep)), live, call).map(drop)
         }
         Call::ReleaseRedisGuard(pick) => {
-            let (rep, live) = guest.handle(Kind::RedisGuard, pick);
+            let Some((rep, live)) = guest.handle(Kind::RedisGuard, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::RedisGuard, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::RedisGuard, rep);
             settle(HostRedisLockGuard::release(view, own(rep)), live, call).map(drop)
         }
         Call::DropRedisGuard(pick) => {
-            let (rep, live) = guest.handle(Kind::RedisGuard, pick);
+            let Some((rep, live)) = guest.handle(Kind::RedisGuard, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::RedisGuard, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::RedisGuard, rep);
             plain(HostRedisLockGuard::drop(view, own(rep)), live, call)
         }
         Call::DropRedis(pick) => {
-            let (rep, live) = guest.handle(Kind::Redis, pick);
+            let Some((rep, live)) = guest.handle(Kind::Redis, pick) else {
+                return Outcome::Returned;
+            };
+            if guest.foreign(Kind::Redis, rep) {
+                return Outcome::Returned;
+            }
             guest.forget(Kind::Redis, rep);
             plain(HostRedisLock::drop(view, own(rep)), live, call)
         }
@@ -691,9 +816,20 @@ fn step(view: &mut LocksCtxView<'_>, guest: &mut Guest, call: &Call) -> Outcome 
 /// The invariants that hold between any two calls.
 fn check(view: &mut LocksCtxView<'_>, guest: &Guest) {
     let usage = view.ctx.usage();
-    assert_eq!(usage.held, guest.held(), "the held count is not what the guest holds");
-    assert_eq!(usage.handles, guest.handles(), "the handle count is not what the guest has");
-    assert!(usage.held <= MAX_HELD && usage.handles <= MAX_HANDLES, "over the limits: {usage:?}");
+    assert_eq!(
+        usage.held,
+        guest.held(),
+        "the held count is not what the guest holds"
+    );
+    assert_eq!(
+        usage.handles,
+        guest.handles(),
+        "the handle count is not what the guest has"
+    );
+    assert!(
+        usage.held <= MAX_HELD && usage.handles <= MAX_HANDLES,
+        "over the limits: {usage:?}"
+    );
 
     // File locks: one file is held exclusively by at most one guard, and
     // then by no shared one.
@@ -743,7 +879,7 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig {
-            cases: 128,
+            cases: 1024,
             failure_persistence: None,
             ..ProptestConfig::default()
         })]
@@ -752,7 +888,7 @@ mod tests {
         /// model, on random bytes).
         #[test]
         fn arbitrary_call_sequences_keep_the_invariants(
-            bytes in proptest::collection::vec(any::<u8>(), 0..2048)
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096)
         ) {
             if let Ok(sequence) = Sequence::from_bytes(&bytes) {
                 run(&sequence);
