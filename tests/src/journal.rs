@@ -8,8 +8,10 @@
 //! ```text
 //! E WHO TOKEN       entered: holds the lock exclusively (TOKEN: its fencing
 //!                   token, 0 without one)
-//! C VALUE WHO TOKEN committed an increment: VALUE is the last committed
-//!                   value plus one, read from the journal under the lock
+//! C VALUE WHO TOKEN committed an increment: VALUE is the journal's value
+//!                   plus one, read from the journal under the lock (a
+//!                   commit whose token is below an entered one is
+//!                   rejected: the journal is a fenced resource)
 //! L WHO             leaving: about to release
 //! S WHO             entered shared (a reader)
 //! T WHO             a reader leaving
@@ -32,32 +34,45 @@ use std::path::Path;
 ///
 /// When the journal cannot be opened or written.
 pub fn append(journal: &Path, line: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(journal)?;
+    let mut file = OpenOptions::new().create(true).append(true).open(journal)?;
     file.write_all(format!("{line}\n").as_bytes())
 }
 
-/// The last committed value in the journal (0 when none).
+/// The value of the journal's counter: the last increment committed with
+/// a current token (0 when none). The journal is a fenced resource: a
+/// commit whose token is below one already entered is rejected, as a
+/// stale holder's write must be.
 ///
 /// # Errors
 ///
 /// When the journal cannot be read.
 pub fn last_value(journal: &Path) -> io::Result<u64> {
-    let text = match fs::read_to_string(journal) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    Ok(text
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let mut words = line.split(' ');
-            (words.next() == Some("C")).then(|| words.next()?.parse().ok())?
-        })
-        .unwrap_or(0))
+    match fs::read_to_string(journal) {
+        Ok(text) => Ok(value_of(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`last_value`] of a journal's text.
+#[must_use]
+pub fn value_of(text: &str) -> u64 {
+    let mut top = 0_u64;
+    let mut value = 0_u64;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            ["E", _, token] => top = top.max(token.parse().unwrap_or(0)),
+            ["C", v, _, token] => {
+                let token: u64 = token.parse().unwrap_or(0);
+                if token == 0 || token >= top {
+                    value = v.parse().unwrap_or(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    value
 }
 
 /// What a journal shows.
@@ -73,6 +88,9 @@ pub struct Findings {
     pub learned_loss: u64,
     /// Holders that entered and never left (killed while holding).
     pub abandoned: u64,
+    /// Faulted holders whose lock another holder took (after their death,
+    /// or once they were reaped or cut off).
+    pub taken_over: u64,
     /// Violations, each told in a sentence with its line number.
     pub violations: Vec<String>,
 }
@@ -84,6 +102,7 @@ impl Findings {
         self.fenced += other.fenced;
         self.learned_loss += other.learned_loss;
         self.abandoned += other.abandoned;
+        self.taken_over += other.taken_over;
         self.violations.extend(other.violations);
     }
 }
@@ -92,8 +111,10 @@ impl fmt::Display for Findings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} commits, {} fenced stale writes, {} losses learned, {} abandoned holds, {} violations",
+            "{} commits, {} takeovers from faulted holders, {} fenced stale writes, {} losses \
+             learned, {} abandoned holds, {} violations",
             self.commits,
+            self.taken_over,
             self.fenced,
             self.learned_loss,
             self.abandoned,
@@ -119,13 +140,18 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
     for (number, line) in text.lines().enumerate() {
         let number = number + 1;
         let words: Vec<&str> = line.split(' ').collect();
-        let mut violation = |what: String| findings.violations.push(format!("line {number} `{line}`: {what}"));
+        let mut violation = |what: String| {
+            findings
+                .violations
+                .push(format!("line {number} `{line}`: {what}"))
+        };
         match words.as_slice() {
             ["E", who, token] => {
                 let token: u64 = token.parse().unwrap_or(0);
                 if let Some(old) = writer.take() {
                     if faulted.contains(&old) {
                         superseded.insert(old);
+                        findings.taken_over += 1;
                     } else {
                         violation(format!("{who} entered while {old} held the lock"));
                     }
@@ -133,13 +159,16 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
                 for reader in std::mem::take(&mut readers) {
                     if faulted.contains(&reader) {
                         superseded.insert(reader);
+                        findings.taken_over += 1;
                     } else {
                         violation(format!("{who} entered while reader {reader} was inside"));
                     }
                 }
                 if token != 0 {
                     if token <= top_token {
-                        violation(format!("token {token} is not above the last one, {top_token}"));
+                        violation(format!(
+                            "token {token} is not above the last one, {top_token}"
+                        ));
                     }
                     top_token = top_token.max(token);
                 }
@@ -150,6 +179,7 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
                 if let Some(old) = writer.take() {
                     if faulted.contains(&old) {
                         superseded.insert(old);
+                        findings.taken_over += 1;
                     } else {
                         violation(format!("reader {who} entered while {old} held the lock"));
                     }
@@ -186,7 +216,10 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
                 }
             }
             ["X", who] => {
-                if superseded.remove(*who) || writer.as_deref() == Some(*who) || readers.contains(*who) {
+                if superseded.remove(*who)
+                    || writer.as_deref() == Some(*who)
+                    || readers.contains(*who)
+                {
                     findings.learned_loss += 1;
                     if writer.as_deref() == Some(*who) {
                         writer = None;
@@ -229,6 +262,14 @@ mod tests {
         assert_eq!(stray.violations.len(), 1, "{stray:?}");
         let reader = check("S r\nE w 0\n", &faulted(&[]));
         assert_eq!(reader.violations.len(), 1, "{reader:?}");
+    }
+
+    #[test]
+    fn the_value_skips_writes_with_a_stale_token() {
+        assert_eq!(value_of(""), 0);
+        assert_eq!(value_of("E a 0\nC 1 a 0\nL a\n"), 1);
+        assert_eq!(value_of("E a 1\nE b 2\nC 1 a 1\n"), 0);
+        assert_eq!(value_of("E a 1\nE b 2\nC 1 a 1\nC 1 b 2\n"), 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,7 +75,9 @@ impl Kind {
 
     fn holders(self) -> &'static [Impl] {
         match self {
-            Kind::File | Kind::Semaphore | Kind::Redis => &[Impl::Native, Impl::Plugin, Impl::Python],
+            Kind::File | Kind::Semaphore | Kind::Redis => {
+                &[Impl::Native, Impl::Plugin, Impl::Python]
+            }
             Kind::SharedFile => &[Impl::Native, Impl::Plugin, Impl::Python],
             Kind::Temporary | Kind::PidFile => &[Impl::Native, Impl::Python],
             Kind::RedisShared => &[Impl::Native, Impl::Plugin],
@@ -113,17 +115,36 @@ struct Round<'a> {
 impl Round<'_> {
     /// The command for holder `who` of `kind` through `imp`, doing `n`
     /// holds of `hold_us` each; `reader`: a shared holder.
-    fn command(&self, kind: Kind, imp: Impl, who: &str, n: u32, hold_us: u64, reader: bool) -> Command {
+    fn command(
+        &self,
+        kind: Kind,
+        imp: Impl,
+        who: &str,
+        n: u32,
+        hold_us: u64,
+        reader: bool,
+    ) -> Command {
         let host = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
         let guest = |name: &str| format!("/data/{name}");
-        let path = |name: &str| if imp == Impl::Plugin { guest(name) } else { host(name) };
+        let path = |name: &str| {
+            if imp == Impl::Plugin {
+                guest(name)
+            } else {
+                host(name)
+            }
+        };
         let url = self.redis.map(RedisServer::url).unwrap_or_default();
         let redis_name = if imp == Impl::Plugin {
             self.name.clone()
         } else {
             format!("{PREFIX}{}", self.name)
         };
-        let mut args: Vec<String> = vec![path("journal.log"), who.to_owned(), n.to_string(), hold_us.to_string()];
+        let mut args: Vec<String> = vec![
+            path("journal.log"),
+            who.to_owned(),
+            n.to_string(),
+            hold_us.to_string(),
+        ];
         let kind_args: Vec<String> = match (kind, reader) {
             (Kind::File, _) => vec!["file".into(), path("x.lock")],
             (Kind::SharedFile, false) => vec!["file".into(), path("x.lock")],
@@ -131,7 +152,11 @@ impl Round<'_> {
             (Kind::Temporary, _) => vec!["temporary".into(), path("x.lock")],
             (Kind::PidFile, _) => vec!["pid".into(), path("x.pid")],
             (Kind::Semaphore, _) => {
-                let dir = if imp == Impl::Plugin { "/data".to_owned() } else { host("") };
+                let dir = if imp == Impl::Plugin {
+                    "/data".to_owned()
+                } else {
+                    host("")
+                };
                 vec!["sem".into(), dir, "slots".into(), "2".into()]
             }
             (Kind::Redis | Kind::RedisShared, shared) => {
@@ -157,7 +182,9 @@ impl Round<'_> {
             }
             Impl::Plugin => {
                 let mut c = cli();
-                c.arg("run").arg("--dir").arg(format!("{}::/data", self.dir.display()));
+                c.arg("run")
+                    .arg("--dir")
+                    .arg(format!("{}::/data", self.dir.display()));
                 if kind.redis() {
                     c.args(["--redis", &url, "--redis-prefix", PREFIX]);
                 }
@@ -185,12 +212,18 @@ fn signal(child: &Child, sig: i32) {
 struct Tally {
     rounds: BTreeMap<Kind, u32>,
     faults: BTreeMap<(Kind, Fault), u32>,
+    phases: BTreeMap<Phase, u32>,
     findings: Findings,
 }
 
 /// Run one round of `kind`; returns the fault injected and what the
 /// journals show (violations included, for the caller to report).
-fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) -> (Fault, Findings) {
+fn round(
+    kind: Kind,
+    rng: &mut Rng,
+    redis: Option<&RedisServer>,
+    number: u32,
+) -> (Fault, Phase, Findings) {
     let dir = tempfile::tempdir().unwrap();
     let setting = Round {
         dir: dir.path(),
@@ -201,12 +234,16 @@ fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) ->
     let mut running = Vec::new();
     for i in 0..holders {
         let imp = *rng.pick(kind.holders());
-        let reader = matches!(kind, Kind::SharedFile | Kind::RedisShared) && i > 0 && rng.below(2) == 0;
-        let who = format!("{}{i}", match imp {
-            Impl::Native => "native",
-            Impl::Plugin => "plugin",
-            Impl::Python => "python",
-        });
+        let reader =
+            matches!(kind, Kind::SharedFile | Kind::RedisShared) && i > 0 && rng.below(2) == 0;
+        let who = format!(
+            "{}{i}",
+            match imp {
+                Impl::Native => "native",
+                Impl::Plugin => "plugin",
+                Impl::Python => "python",
+            }
+        );
         let hold_us = 300 + rng.below(2_500);
         let mut command = setting.command(kind, imp, &who, 4, hold_us, reader);
         let child = command
@@ -226,7 +263,9 @@ fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) ->
         &[Fault::Kill, Fault::Stop]
     };
     let fault = *rng.pick(faults);
-    std::thread::sleep(Duration::from_micros(rng.below(60_000)));
+    let phase = *rng.pick(&[Phase::Acquire, Phase::Hold, Phase::Release]);
+    let journals = journals(kind, dir.path());
+    await_phase(phase, &journals, &running[victim].who, rng);
     let mut faulted: HashSet<String> = HashSet::new();
     match fault {
         Fault::Kill => {
@@ -237,7 +276,11 @@ fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) ->
             signal(&running[victim].child, libc::SIGSTOP);
             // A file lock stays held while its holder is stopped; a Redis
             // one is reaped once the holder stops answering.
-            let pause = if kind.redis() { 200 + rng.below(3_000) } else { 5 + rng.below(200) };
+            let pause = if kind.redis() {
+                200 + rng.below(3_000)
+            } else {
+                5 + rng.below(200)
+            };
             std::thread::sleep(Duration::from_millis(pause));
             signal(&running[victim].child, libc::SIGCONT);
             if kind.redis() {
@@ -246,7 +289,7 @@ fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) ->
         }
         Fault::Cut => {
             let server = redis.expect("a Redis round");
-            server.kill_clients_named(&format!("{PREFIX}{}", setting.name));
+            server.kill_clients_named(&format!("{PREFIX}{}-lock-", setting.name));
             // Every holder of the lock at that moment may lose it.
             faulted.extend(running.iter().map(|r| r.who.clone()));
         }
@@ -279,18 +322,16 @@ fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) ->
         }
     }
 
-    // The journals: one, or one per slot.
-    let journals: Vec<_> = if kind == Kind::Semaphore {
-        (0..2).map(|slot| dir.path().join(format!("journal.{slot}"))).collect()
-    } else {
-        vec![dir.path().join("journal.log")]
-    };
     let mut findings = Findings::default();
     for path in &journals {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let mut found = journal::check(&text, &faulted);
         for v in &mut found.violations {
-            *v = format!("{kind:?} round {number} ({fault:?} on {}): {}: {v}", running[victim].who, path.display());
+            *v = format!(
+                "{kind:?} round {number} ({fault:?} on {}): {}: {v}",
+                running[victim].who,
+                path.display()
+            );
         }
         findings.merge(found);
     }
@@ -298,7 +339,54 @@ fn round(kind: Kind, rng: &mut Rng, redis: Option<&RedisServer>, number: u32) ->
     // The lock is free again: at once for files, within the liveness bound
     // for Redis.
     assert_free(kind, &setting);
-    (fault, findings)
+    (fault, phase, findings)
+}
+
+/// The journals of a round: one, or one per slot.
+fn journals(kind: Kind, dir: &Path) -> Vec<PathBuf> {
+    if kind == Kind::Semaphore {
+        (0..2)
+            .map(|slot| dir.join(format!("journal.{slot}")))
+            .collect()
+    } else {
+        vec![dir.join("journal.log")]
+    }
+}
+
+/// Where in its work the victim is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Starting or waiting: a random moment in its first milliseconds.
+    Acquire,
+    /// Holding: just after it entered (its last line is its `E` or `S`).
+    Hold,
+    /// Releasing: just after it said it leaves (its last line is its `L`
+    /// or `T`).
+    Release,
+}
+
+/// Wait until `who` is at `phase` (or 10 s passed: it may have finished).
+fn await_phase(phase: Phase, journals: &[PathBuf], who: &str, rng: &mut Rng) {
+    let marks: &[&str] = match phase {
+        Phase::Acquire => {
+            std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+            return;
+        }
+        Phase::Hold => &["E", "S"],
+        Phase::Release => &["L", "T"],
+    };
+    let at = |journal: &PathBuf| {
+        let text = std::fs::read_to_string(journal).unwrap_or_default();
+        text.lines().last().is_some_and(|line| {
+            let mut words = line.split(' ');
+            let mark = words.next().unwrap_or_default();
+            marks.contains(&mark) && words.next() == Some(who)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !journals.iter().any(at) {
+        std::thread::sleep(Duration::from_micros(100));
+    }
 }
 
 fn assert_free(kind: Kind, setting: &Round<'_>) {
@@ -307,16 +395,32 @@ fn assert_free(kind: Kind, setting: &Round<'_>) {
     match kind {
         Kind::File | Kind::SharedFile | Kind::Temporary => {
             let lock = dir.join("x.lock");
-            assert_eq!(status(lockworker().arg("try").arg(&lock)), Some(0), "{kind:?}: not free after the round");
+            assert_eq!(
+                status(lockworker().arg("try").arg(&lock)),
+                Some(0),
+                "{kind:?}: not free after the round"
+            );
         }
         Kind::PidFile => {
-            let out = lockworker().arg("pid-try").arg(dir.join("x.pid")).output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "acquired", "the PID-file lock is not free");
+            let out = lockworker()
+                .arg("pid-try")
+                .arg(dir.join("x.pid"))
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "acquired",
+                "the PID-file lock is not free"
+            );
         }
         Kind::Semaphore => {
             for slot in 0..2 {
                 let lock = dir.join(format!("slots.{slot:02}.lock"));
-                assert_eq!(status(lockworker().arg("try").arg(&lock)), Some(0), "slot {slot} not free after the round");
+                assert_eq!(
+                    status(lockworker().arg("try").arg(&lock)),
+                    Some(0),
+                    "slot {slot} not free after the round"
+                );
             }
         }
         Kind::Redis | Kind::RedisShared => {
@@ -327,7 +431,10 @@ fn assert_free(kind: Kind, setting: &Round<'_>) {
                 if status(lockworker().args(["redis-try", &server.url(), &name])) == Some(0) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "the Redis lock is not free 10 s after the round");
+                assert!(
+                    Instant::now() < deadline,
+                    "the Redis lock is not free 10 s after the round"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -350,7 +457,9 @@ fn holders_of_every_kind_survive_random_faults_with_no_overlap_and_no_lost_incre
                 .as_nanos() as u64
                 | 1
         });
-    eprintln!("crash matrix: seed {seed} (PORTALOCKER_CRASH_SEED replays it), {rounds} rounds per kind");
+    eprintln!(
+        "crash matrix: seed {seed} (PORTALOCKER_CRASH_SEED replays it), {rounds} rounds per kind"
+    );
     let mut rng = Rng(seed);
     let server = RedisServer::start();
     let mut tally = Tally::default();
@@ -359,14 +468,16 @@ fn holders_of_every_kind_survive_random_faults_with_no_overlap_and_no_lost_incre
         for kind in Kind::ALL {
             number += 1;
             let redis = kind.redis().then_some(&server);
-            let (fault, found) = round(kind, &mut rng, redis, number);
+            let (fault, phase, found) = round(kind, &mut rng, redis, number);
             *tally.rounds.entry(kind).or_default() += 1;
             *tally.faults.entry((kind, fault)).or_default() += 1;
+            *tally.phases.entry(phase).or_default() += 1;
             tally.findings.merge(found);
         }
     }
     eprintln!("crash matrix: rounds {:?}", tally.rounds);
     eprintln!("crash matrix: faults {:?}", tally.faults);
+    eprintln!("crash matrix: fault points {:?}", tally.phases);
     eprintln!("crash matrix: {}", tally.findings);
     assert!(
         tally.findings.violations.is_empty(),

@@ -28,15 +28,25 @@ fn append(journal: &str, line: &str) {
         .expect("a journal line");
 }
 
+/// The journal's value: the last commit with a current token (a fenced
+/// resource rejects older tokens); as `portalocker_tests::journal`.
 fn last_value(journal: &str) -> u64 {
     let text = fs::read_to_string(journal).unwrap_or_default();
-    text.lines()
-        .rev()
-        .find_map(|line| {
-            let mut words = line.split(' ');
-            (words.next() == Some("C")).then(|| words.next()?.parse().ok())?
-        })
-        .unwrap_or(0)
+    let (mut top, mut value) = (0_u64, 0_u64);
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            ["E", _, token] => top = top.max(token.parse().unwrap_or(0)),
+            ["C", v, _, token] => {
+                let token: u64 = token.parse().unwrap_or(0);
+                if token == 0 || token >= top {
+                    value = v.parse().unwrap_or(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    value
 }
 
 fn commit(journal: &str, who: &str, hold: Duration, token: u64) {
