@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use portalocker_wasmtime::{Limits, LocksCtx, LocksCtxView, LocksView};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
@@ -17,12 +17,18 @@ pub struct State {
     wasi: WasiCtx,
     locks: LocksCtx,
     table: ResourceTable,
+    memory: StoreLimits,
 }
 
 impl State {
     /// Store data from its parts.
     pub fn new(wasi: WasiCtx, locks: LocksCtx, table: ResourceTable) -> Self {
-        Self { wasi, locks, table }
+        Self {
+            wasi,
+            locks,
+            table,
+            memory: StoreLimits::default(),
+        }
     }
 }
 
@@ -98,6 +104,7 @@ pub struct Run {
     limits: Limits,
     fuel: u64,
     redis: Option<(String, String)>,
+    max_memory: Option<usize>,
 }
 
 /// What a run ended with.
@@ -134,6 +141,7 @@ impl Run {
             limits: Limits::default(),
             fuel: u64::MAX,
             redis: None,
+            max_memory: None,
         }
     }
 
@@ -173,6 +181,12 @@ impl Run {
         self
     }
 
+    /// Limit the guest's linear memory to `bytes`.
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
     fn store(&self) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
         let stdout = MemoryOutputPipe::new(1 << 20);
         let stderr = MemoryOutputPipe::new(1 << 20);
@@ -191,12 +205,18 @@ impl Run {
         if let Some((url, prefix)) = &self.redis {
             locks = locks.redis(url, prefix).expect("redis grant");
         }
+        let mut memory = StoreLimitsBuilder::new();
+        if let Some(bytes) = self.max_memory {
+            memory = memory.memory_size(bytes);
+        }
         let state = State {
             wasi: wasi.build(),
             locks: locks.build(),
             table: ResourceTable::new(),
+            memory: memory.build(),
         };
         let mut store = Store::new(engine(), state);
+        store.limiter(|state| &mut state.memory);
         store.set_fuel(self.fuel).expect("fuel");
         (store, stdout, stderr)
     }

@@ -448,6 +448,59 @@ macro_rules! scenarios {
         }
 
         #[test]
+        fn misbehave() {
+            // One instance misbehaves while holding the lock three others
+            // count under, on the same host: it gets its documented trap or
+            // error, its lock is freed, and the others count exactly.
+            let held = Limits::default().max_held;
+            for (how, expect) in [
+                ("oom", "trap"),
+                ("stale", "trap"),
+                ("foreign", "trap"),
+                ("lock-first", "ok"),
+                ("absurd-wait", "LimitExceeded"),
+                ("hold-max", "LimitExceeded"),
+            ] {
+                let dir = tempfile::tempdir().unwrap();
+                let counter = Arc::new(
+                    Run::new(FILE_LOCK_COUNTER, &["/data/c.lock", "/data/c", "50"])
+                        .grant(dir.path(), "/data"),
+                );
+                let max = (held - 1).to_string();
+                let bad = Run::new(MISBEHAVE, &["/data/c.lock", how, &max])
+                    .grant(dir.path(), "/data")
+                    .max_wait(Duration::from_secs(60))
+                    .max_memory(64 << 20);
+                let bad = std::thread::spawn(move || $run(&bad));
+                let good: Vec<_> = (0..3)
+                    .map(|_| {
+                        let run = Arc::clone(&counter);
+                        std::thread::spawn(move || $run(&run))
+                    })
+                    .collect();
+                let out: Outcome = bad.join().unwrap();
+                assert!(out.stdout.starts_with("locked\n"), "{how}: {out:?}");
+                match expect {
+                    "trap" => assert!(out.result.is_err(), "{how}: {out:?}"),
+                    expected => {
+                        out.assert_ok();
+                        assert!(out.stdout.contains(expected), "{how}: {out:?}");
+                    }
+                }
+                for instance in good {
+                    let done: Outcome = instance.join().unwrap();
+                    done.assert_ok();
+                }
+                assert_eq!(read_counter(&dir.path().join("c")).unwrap(), 150, "{how}");
+                drop(
+                    Lock::new(dir.path().join("c.lock"))
+                        .try_acquire()
+                        .unwrap_or_else(|e| panic!("{how}: lock still held: {e}")),
+                );
+            }
+        }
+
+        #[test]
         fn crash_holder() {
             // Each journaled kind, undisturbed: a clean journal with every
             // increment (tests/crash_matrix.rs adds the faults).
@@ -480,7 +533,10 @@ macro_rules! scenarios {
                     let path = dir.path().join(journal);
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     let _ = std::fs::remove_file(&path);
-                    found.merge(portalocker_tests::journal::check(&text, &Default::default()));
+                    found.merge(portalocker_tests::journal::check(
+                        &text,
+                        &Default::default(),
+                    ));
                 }
                 assert!(found.violations.is_empty(), "{kind:?}: {found:?}");
                 let commits = if kind[0].ends_with("read") { 0 } else { 3 };
