@@ -454,6 +454,9 @@ macro_rules! scenarios {
             // error, its lock is freed, and the others count exactly.
             let held = Limits::default().max_held;
             for (how, expect) in [
+                ("panic", "trap"),
+                ("exit", "trap"),
+                ("loop", "trap"),
                 ("oom", "trap"),
                 ("stale", "trap"),
                 ("foreign", "trap"),
@@ -470,7 +473,8 @@ macro_rules! scenarios {
                 let bad = Run::new(MISBEHAVE, &["/data/c.lock", how, &max])
                     .grant(dir.path(), "/data")
                     .max_wait(Duration::from_secs(60))
-                    .max_memory(64 << 20);
+                    .max_memory(64 << 20)
+                    .fuel(if how == "loop" { 50_000_000 } else { u64::MAX });
                 let bad = std::thread::spawn(move || $run(&bad));
                 let good: Vec<_> = (0..3)
                     .map(|_| {
@@ -481,6 +485,7 @@ macro_rules! scenarios {
                 let out: Outcome = bad.join().unwrap();
                 assert!(out.stdout.starts_with("locked\n"), "{how}: {out:?}");
                 match expect {
+                    // A trap, or exit status 3 for `exit`.
                     "trap" => assert!(out.result.is_err(), "{how}: {out:?}"),
                     expected => {
                         out.assert_ok();
