@@ -145,25 +145,31 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
                 .violations
                 .push(format!("line {number} `{line}`: {what}"))
         };
+        // Whoever enters displaces the writer (and a writer the readers):
+        // only a faulted holder may be displaced.
+        let entering = match words.as_slice() {
+            ["E", who, _] => Some((*who, true)),
+            ["S", who] => Some((*who, false)),
+            _ => None,
+        };
+        if let Some((who, exclusive)) = entering {
+            let mut displaced: Vec<String> = writer.take().into_iter().collect();
+            if exclusive {
+                displaced.extend(std::mem::take(&mut readers));
+            }
+            for old in displaced {
+                if faulted.contains(&old) {
+                    superseded.insert(old);
+                    findings.taken_over += 1;
+                } else {
+                    violation(format!("{who} entered while {old} was inside"));
+                }
+            }
+            superseded.remove(who);
+        }
         match words.as_slice() {
             ["E", who, token] => {
                 let token: u64 = token.parse().unwrap_or(0);
-                if let Some(old) = writer.take() {
-                    if faulted.contains(&old) {
-                        superseded.insert(old);
-                        findings.taken_over += 1;
-                    } else {
-                        violation(format!("{who} entered while {old} held the lock"));
-                    }
-                }
-                for reader in std::mem::take(&mut readers) {
-                    if faulted.contains(&reader) {
-                        superseded.insert(reader);
-                        findings.taken_over += 1;
-                    } else {
-                        violation(format!("{who} entered while reader {reader} was inside"));
-                    }
-                }
                 if token != 0 {
                     if token <= top_token {
                         violation(format!(
@@ -172,19 +178,9 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
                     }
                     top_token = top_token.max(token);
                 }
-                superseded.remove(*who);
                 writer = Some((*who).to_owned());
             }
             ["S", who] => {
-                if let Some(old) = writer.take() {
-                    if faulted.contains(&old) {
-                        superseded.insert(old);
-                        findings.taken_over += 1;
-                    } else {
-                        violation(format!("reader {who} entered while {old} held the lock"));
-                    }
-                }
-                superseded.remove(*who);
                 readers.insert((*who).to_owned());
             }
             ["T", who] => {

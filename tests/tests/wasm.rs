@@ -453,16 +453,16 @@ macro_rules! scenarios {
             // count under, on the same host: it gets its documented trap or
             // error, its lock is freed, and the others count exactly.
             let held = Limits::default().max_held;
-            for (how, expect) in [
-                ("panic", "trap"),
-                ("exit", "trap"),
-                ("loop", "trap"),
-                ("oom", "trap"),
-                ("stale", "trap"),
-                ("foreign", "trap"),
-                ("lock-first", "ok"),
-                ("absurd-wait", "LimitExceeded"),
-                ("hold-max", "LimitExceeded"),
+            for (program, how, expect) in [
+                (FILE_LOCK_FAULT, "panic", "trap"),
+                (FILE_LOCK_FAULT, "exit", "trap"),
+                (FILE_LOCK_FAULT, "loop", "trap"),
+                (MISBEHAVE, "oom", "trap"),
+                (MISBEHAVE, "stale", "trap"),
+                (MISBEHAVE, "foreign", "trap"),
+                (MISBEHAVE, "lock-first", "ok"),
+                (MISBEHAVE, "absurd-wait", "LimitExceeded"),
+                (MISBEHAVE, "hold-max", "LimitExceeded"),
             ] {
                 let dir = tempfile::tempdir().unwrap();
                 let counter = Arc::new(
@@ -470,7 +470,7 @@ macro_rules! scenarios {
                         .grant(dir.path(), "/data"),
                 );
                 let max = (held - 1).to_string();
-                let bad = Run::new(MISBEHAVE, &["/data/c.lock", how, &max])
+                let bad = Run::new(program, &["/data/c.lock", how, &max])
                     .grant(dir.path(), "/data")
                     .max_wait(Duration::from_secs(60))
                     .max_memory(64 << 20)

@@ -10,43 +10,25 @@
 //! crash_holder JOURNAL WHO N HOLD_US redis NAME
 //! crash_holder JOURNAL WHO N HOLD_US redis-read NAME
 //! ```
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
 use portalocker_guest::{FileLock, RedisLock, Semaphore};
 use portalocker_test_programs::args;
 
+/// The journal's format and its fenced value, shared with the native
+/// workers and the checker.
+#[allow(dead_code, reason = "the holder writes; the checker is the host's")]
+#[path = "../../../src/journal.rs"]
+mod journal;
+
 fn append(journal: &str, line: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(journal)
-        .expect("the journal");
-    file.write_all(format!("{line}\n").as_bytes())
-        .expect("a journal line");
+    journal::append(Path::new(journal), line).expect("a journal line");
 }
 
-/// The journal's value: the last commit with a current token (a fenced
-/// resource rejects older tokens); as `portalocker_tests::journal`.
 fn last_value(journal: &str) -> u64 {
-    let text = fs::read_to_string(journal).unwrap_or_default();
-    let (mut top, mut value) = (0_u64, 0_u64);
-    for line in text.lines() {
-        let words: Vec<&str> = line.split(' ').collect();
-        match words.as_slice() {
-            ["E", _, token] => top = top.max(token.parse().unwrap_or(0)),
-            ["C", v, _, token] => {
-                let token: u64 = token.parse().unwrap_or(0);
-                if token == 0 || token >= top {
-                    value = v.parse().unwrap_or(value);
-                }
-            }
-            _ => {}
-        }
-    }
-    value
+    journal::last_value(Path::new(journal)).expect("the journal")
 }
 
 fn commit(journal: &str, who: &str, hold: Duration, token: u64) {

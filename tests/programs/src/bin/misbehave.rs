@@ -1,7 +1,5 @@
 //! `LOCK HOW`: take LOCK, print `locked`, then misbehave while holding it:
 //!
-//! - `panic`: a trap; `exit`: exit status 3; `loop`: compute forever
-//!   (stopped by fuel or the epoch deadline);
 //! - `oom`: allocate until memory runs out (a trap);
 //! - `stale`: release a guard, then release it again through its old
 //!   handle number (a trap: wasmtime refuses the handle);
@@ -30,14 +28,6 @@ fn main() {
     let dir = args[0].rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
     println!("locked");
     match args[1].as_str() {
-        "panic" => panic!("trapping while holding the lock"),
-        "exit" => std::process::exit(3),
-        "loop" => {
-            let mut x = 0_u64;
-            loop {
-                x = std::hint::black_box(x.wrapping_add(1));
-            }
-        }
         "oom" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
