@@ -113,6 +113,25 @@ fn fencing_tokens_grow() {
 }
 
 #[test]
+fn a_fencing_key_that_is_no_counter_is_an_error_at_once_not_a_wait() {
+    // A cut connection at the grant costs an attempt (the wait goes on); a
+    // token the server refuses to draw is an error, even waiting forever.
+    let server = RedisServer::start();
+    server.cli(&["SET", "odd-fence", "not a number"]);
+    let fenced = lock(&server, "odd").fencing(true).wait(Wait::FOREVER);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(fenced.acquire().map(drop));
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a refused token made the acquisition wait");
+    assert!(matches!(got, Err(Error::Lost { .. })), "{got:?}");
+    // Nothing was left behind: the lock is free.
+    drop(lock(&server, "odd").wait(Wait::NONE).acquire().unwrap());
+}
+
+#[test]
 fn a_killed_subscription_is_reported_as_lost() {
     let server = RedisServer::start();
     let lock = lock(&server, "fragile");

@@ -482,13 +482,18 @@ impl RedisLock {
     /// itself, so a token is drawn only while its subscription lives (a
     /// killed connection runs no more commands, so a peer that reaped us
     /// draws a later token than any we could).
+    ///
+    /// A lock whose connection is cut before the caller has it was never
+    /// held: like any transient trouble that costs the attempt, not the
+    /// wait (the caller tries again on fresh connections until the
+    /// deadline). A token the server refuses to draw (the fencing key is
+    /// not a counter) is an error at once.
     async fn granted(&self, lock_conn: &mut LockConnection, reader: bool) -> Result<Option<u64>> {
-        let lost = |reason| Error::Lost {
-            channel: self.channel.clone(),
-            reason,
+        let cut = |reason| {
+            Error::RedisUnavailable(format!("the lock was lost as it was granted: {reason}"))
         };
         if let Some(reason) = lock_conn.lost() {
-            return Err(lost(reason));
+            return Err(cut(reason));
         }
         let token = if self.fencing && !reader {
             let token: u64 = redis::cmd("INCRBY")
@@ -496,7 +501,17 @@ impl RedisLock {
                 .arg(1)
                 .query_async(&mut lock_conn.connection())
                 .await
-                .map_err(|e| lost(format!("drawing the fencing token failed: {e}")))?;
+                .map_err(|e| {
+                    let reason = format!("drawing the fencing token failed: {e}");
+                    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                        cut(reason)
+                    } else {
+                        Error::Lost {
+                            channel: self.channel.clone(),
+                            reason,
+                        }
+                    }
+                })?;
             Some(token)
         } else {
             None
