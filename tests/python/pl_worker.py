@@ -142,6 +142,14 @@ def journal_round(journal, who, hold, kind, rest):
         lock.acquire()
         journal_commit(journal, who, hold, lock.fence_token or 0)
         lock.release()
+    elif kind == "redis-read":
+        url, channel = rest
+        lock = redis_lock(url, channel, "shared", timeout=300)
+        lock.acquire()
+        journal_append(journal, f"S {who}")
+        time.sleep(hold)
+        journal_append(journal, f"T {who}")
+        lock.release()
     else:
         sys.exit(f"unknown lock kind {kind!r}")
 

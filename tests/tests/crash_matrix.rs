@@ -1,9 +1,10 @@
 //! The crash matrix: holders of every lock kind (file, shared file,
 //! temporary, PID-file, semaphore slot, Redis exclusive and shared), as
-//! native processes, wasm plugins and Python portalocker programs, take
-//! turns on one lock while a fault hits one of them at a random point of its
-//! acquire, hold or release: SIGKILL, SIGSTOP then SIGCONT, or its Redis
-//! connections cut. Every holder journals what it does
+//! native processes, wasm plugins (file, semaphore and Redis kinds: the
+//! interface has no temporary or PID-file lock) and Python portalocker
+//! programs, take turns on one lock while a fault hits one of them at a
+//! random point of its acquire, hold or release: SIGKILL, SIGSTOP then
+//! SIGCONT, or its Redis connections cut. Every holder journals what it does
 //! (`portalocker_tests::journal`); after every round the journal must show
 //! no two holders that believed they held the lock at once, no lost
 //! increment, and the lock must be free again.
@@ -75,12 +76,10 @@ impl Kind {
 
     fn holders(self) -> &'static [Impl] {
         match self {
-            Kind::File | Kind::Semaphore | Kind::Redis => {
-                &[Impl::Native, Impl::Plugin, Impl::Python]
-            }
-            Kind::SharedFile => &[Impl::Native, Impl::Plugin, Impl::Python],
+            // Plugins have no temporary or PID-file locks (the interface
+            // has file locks, semaphores and Redis locks).
             Kind::Temporary | Kind::PidFile => &[Impl::Native, Impl::Python],
-            Kind::RedisShared => &[Impl::Native, Impl::Plugin],
+            _ => &[Impl::Native, Impl::Plugin, Impl::Python],
         }
     }
 
