@@ -63,7 +63,9 @@ pub fn run_with(
     tie: Tie,
     started: impl FnOnce(u32),
 ) -> Result<u8, Failure> {
-    let (program, args) = command.split_first().expect("clap requires a command");
+    let Some((program, args)) = command.split_first() else {
+        return Err(Failure::usage("no command to run was given"));
+    };
     // Forward from before the spawn: a signal that arrives while the child
     // starts is held and passed on once its PID is known.
     let forwarding = signals::Forwarding::install();

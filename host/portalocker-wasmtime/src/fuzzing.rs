@@ -342,6 +342,9 @@ fn fixture() -> &'static Mutex<Fixture> {
 }
 
 impl Fixture {
+    /// The scaffolding of the test harness, not host code: a temporary
+    /// directory that cannot be made is the harness's own failure, which
+    /// the fuzzer and the property test report as a panic like any other.
     fn new() -> Self {
         let root = tempfile::tempdir().expect("a temporary directory");
         let grant = root.path().join("grant");
