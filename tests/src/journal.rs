@@ -10,10 +10,12 @@
 //!                   token, 0 without one)
 //! C VALUE WHO TOKEN committed an increment: VALUE is the journal's value
 //!                   plus one, read from the journal under the lock (a
-//!                   commit whose token is below an entered one is
-//!                   rejected: the journal is a fenced resource)
+//!                   commit whose token is below one entered, a reader's
+//!                   included, is rejected: the journal is a fenced
+//!                   resource)
 //! L WHO             leaving: about to release
-//! S WHO             entered shared (a reader)
+//! S WHO [TOKEN]     entered shared (a reader), with its fencing token
+//!                   when it drew one (ours do; Python's readers draw none)
 //! T WHO             a reader leaving
 //! X WHO             learned that its lock was lost, and wrote nothing
 //! ```
@@ -62,7 +64,7 @@ pub fn value_of(text: &str) -> u64 {
     for line in text.lines() {
         let words: Vec<&str> = line.split(' ').collect();
         match words.as_slice() {
-            ["E", _, token] => top = top.max(token.parse().unwrap_or(0)),
+            ["E" | "S", _, token] => top = top.max(token.parse().unwrap_or(0)),
             ["C", v, _, token] => {
                 let token: u64 = token.parse().unwrap_or(0);
                 if token == 0 || token >= top {
@@ -149,7 +151,7 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
         // only a faulted holder may be displaced.
         let entering = match words.as_slice() {
             ["E", who, _] => Some((*who, true)),
-            ["S", who] => Some((*who, false)),
+            ["S", who] | ["S", who, _] => Some((*who, false)),
             _ => None,
         };
         if let Some((who, exclusive)) = entering {
@@ -168,7 +170,7 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
             superseded.remove(who);
         }
         match words.as_slice() {
-            ["E", who, token] => {
+            ["E", who, token] | ["S", who, token] => {
                 let token: u64 = token.parse().unwrap_or(0);
                 if token != 0 {
                     if token <= top_token {
@@ -178,7 +180,11 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
                     }
                     top_token = top_token.max(token);
                 }
-                writer = Some((*who).to_owned());
+                if words[0] == "E" {
+                    writer = Some((*who).to_owned());
+                } else {
+                    readers.insert((*who).to_owned());
+                }
             }
             ["S", who] => {
                 readers.insert((*who).to_owned());
@@ -285,5 +291,20 @@ mod tests {
         let learned = check("E a 1\nE b 2\nX a\nL b\n", &faulted(&["a"]));
         assert!(learned.violations.is_empty(), "{learned:?}");
         assert_eq!(learned.learned_loss, 1);
+    }
+
+    #[test]
+    fn a_reader_token_fences_a_writer_reaped_while_readers_took_over() {
+        // Stopped, reaped, readers in, then it resumed and wrote once.
+        let fenced = check("E w 3\nS r 4\nC 1 w 3\nT r\n", &faulted(&["w"]));
+        assert!(fenced.violations.is_empty(), "{fenced:?}");
+        assert_eq!((fenced.fenced, fenced.taken_over), (1, 1));
+        assert_eq!(value_of("E w 3\nS r 4\nC 1 w 3\nT r\n"), 0);
+        // A reader without a token (Python's) leaves the write unfenced.
+        let blind = check("E w 3\nS r\nC 1 w 3\nT r\n", &faulted(&["w"]));
+        assert_eq!(blind.violations.len(), 1, "{blind:?}");
+        // Readers' tokens must grow like writers'.
+        let backwards = check("E w 3\nL w\nS r 2\nT r\n", &faulted(&[]));
+        assert_eq!(backwards.violations.len(), 1, "{backwards:?}");
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! `PORTALOCKER_CRASH_ROUNDS` (default 4) is the rounds per lock kind;
 //! `scripts/stress.sh --crash` runs a few hundred. `PORTALOCKER_CRASH_SEED`
-//! replays a run (the seed is printed).
+//! replays a run (the seed is printed). `PORTALOCKER_CRASH_KINDS` (kind
+//! names as printed, comma-separated: `RedisShared,Redis`) narrows a soak
+//! to some kinds.
 
 #![cfg(unix)]
 
@@ -198,6 +200,7 @@ impl Round<'_> {
 struct Running {
     who: String,
     imp: Impl,
+    reader: bool,
     child: Child,
 }
 
@@ -250,18 +253,24 @@ fn round(
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-        running.push(Running { who, imp, child });
+        running.push(Running {
+            who,
+            imp,
+            reader,
+            child,
+        });
     }
 
     // The fault, at a random point of the victim's acquire, hold or release.
     let victim = rng.below(holders) as usize;
     let ours_only = running.iter().all(|r| r.imp != Impl::Python);
-    let faults: &[Fault] = if kind == Kind::RedisShared {
-        // Open (issue 11): a writer stopped or cut off, reaped while
-        // readers take over, can resume and write once before it notices
-        // its loss, and readers draw no fencing token, so its token is not
-        // visibly stale. Until shared grants advance the token, only kills
-        // hit the shared Redis lock here.
+    let python_reads = running.iter().any(|r| r.imp == Impl::Python && r.reader);
+    let faults: &[Fault] = if kind == Kind::RedisShared && python_reads {
+        // A writer stopped long enough to be reaped while readers take
+        // over can resume and write once before it notices its loss. Our
+        // readers draw a fencing token, so that write is visibly stale;
+        // Python 4.4.2's readers draw none, so beside them it would not be
+        // (a documented limit of mixing, not a fault of the lock).
         &[Fault::Kill]
     } else if kind.redis() && ours_only {
         &[Fault::Kill, Fault::Stop, Fault::Cut]
@@ -466,12 +475,29 @@ fn holders_of_every_kind_survive_random_faults_with_no_overlap_and_no_lost_incre
     eprintln!(
         "crash matrix: seed {seed} (PORTALOCKER_CRASH_SEED replays it), {rounds} rounds per kind"
     );
+    let kinds: Vec<Kind> = match std::env::var("PORTALOCKER_CRASH_KINDS") {
+        Ok(names) => names
+            .split(',')
+            .map(|name| {
+                *Kind::ALL
+                    .iter()
+                    .find(|kind| format!("{kind:?}") == name.trim())
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "PORTALOCKER_CRASH_KINDS: no kind {name:?} in {:?}",
+                            Kind::ALL
+                        )
+                    })
+            })
+            .collect(),
+        Err(_) => Kind::ALL.to_vec(),
+    };
     let mut rng = Rng(seed);
     let server = RedisServer::start();
     let mut tally = Tally::default();
     let mut number = 0;
     for _ in 0..rounds {
-        for kind in Kind::ALL {
+        for &kind in &kinds {
             number += 1;
             let redis = kind.redis().then_some(&server);
             let (fault, phase, found) = round(kind, &mut rng, redis, number);

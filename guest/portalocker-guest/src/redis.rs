@@ -21,8 +21,8 @@ use crate::wit::portalocker::locks::redis_lock as wit;
 pub struct RedisLock(wit::RedisLock);
 
 impl RedisLock {
-    /// Name the lock; with `fencing`, exclusive acquisitions draw a fencing
-    /// token. Never blocks.
+    /// Name the lock; with `fencing`, every acquisition (shared ones too)
+    /// draws a fencing token. Never blocks.
     ///
     /// # Errors
     ///

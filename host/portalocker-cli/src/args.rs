@@ -67,7 +67,7 @@ pub struct RedisLockArgs {
     /// Take a shared lock instead of an exclusive one.
     #[arg(short, long)]
     pub shared: bool,
-    /// Draw a fencing token for the command (exclusive locks).
+    /// Draw a fencing token for the command (shared locks too).
     #[arg(long)]
     pub fencing: bool,
     #[command(flatten)]

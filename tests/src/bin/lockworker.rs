@@ -223,9 +223,10 @@ fn journal_round(journal: &Path, who: &str, hold: Duration, kind: &[&str]) -> Re
             drop(guard);
         }
         ["redis-read", url, name] => {
-            let lock = redis_lock(url, name, &["shared"])?.wait(Wait::FOREVER);
+            let lock = redis_lock(url, name, &["shared", "fencing"])?.wait(Wait::FOREVER);
             let guard = lock.acquire()?;
-            journal::append(journal, &format!("S {who}"))?;
+            let token = guard.fencing_token().unwrap_or(0);
+            journal::append(journal, &format!("S {who} {token}"))?;
             thread::sleep(hold);
             let lost = guard.is_lost();
             journal::append(journal, &format!("{} {who}", if lost { "X" } else { "T" }))?;

@@ -407,7 +407,7 @@ impl RedisLock {
             };
             if optimistic {
                 if subscribers <= 1 {
-                    return self.granted(lock_conn, reader).await;
+                    return self.granted(lock_conn).await;
                 }
                 // Not alone: a contender like any other from here on.
                 lock_conn.advertise(initial, false);
@@ -445,7 +445,7 @@ impl RedisLock {
                 }
             };
             match step {
-                Step::Held => return self.granted(lock_conn, reader).await,
+                Step::Held => return self.granted(lock_conn).await,
                 Step::GiveUp => {
                     lock_conn.advertise(initial, false);
                     lock_conn.unsubscribe(None).await?;
@@ -478,7 +478,8 @@ impl RedisLock {
         }
     }
 
-    /// The lock is ours: draw the fencing token on the lock connection
+    /// The lock is ours: draw the fencing token (shared grants too) on the
+    /// lock connection
     /// itself, so a token is drawn only while its subscription lives (a
     /// killed connection runs no more commands, so a peer that reaped us
     /// draws a later token than any we could).
@@ -488,14 +489,14 @@ impl RedisLock {
     /// wait (the caller tries again on fresh connections until the
     /// deadline). A token the server refuses to draw (the fencing key is
     /// not a counter) is an error at once.
-    async fn granted(&self, lock_conn: &mut LockConnection, reader: bool) -> Result<Option<u64>> {
+    async fn granted(&self, lock_conn: &mut LockConnection) -> Result<Option<u64>> {
         let cut = |reason| {
             Error::RedisUnavailable(format!("the lock was lost as it was granted: {reason}"))
         };
         if let Some(reason) = lock_conn.lost() {
             return Err(cut(reason));
         }
-        let token = if self.fencing && !reader {
+        let token = if self.fencing {
             let token: u64 = redis::cmd("INCRBY")
                 .arg(protocol::fence_key(&self.channel))
                 .arg(1)

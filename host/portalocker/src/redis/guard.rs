@@ -68,9 +68,12 @@ impl RedisLockGuard {
     }
 
     /// The fencing token drawn for this acquisition (with
-    /// [`RedisLock::fencing`](super::RedisLock::fencing), exclusive locks
-    /// only): it grows with every fenced acquisition, Python's included, so
-    /// a protected resource can reject a stale holder.
+    /// [`RedisLock::fencing`](super::RedisLock::fencing)): it grows with
+    /// every fenced acquisition, Python's included, so a protected resource
+    /// can reject a stale holder. Shared grants draw one too (our
+    /// extension: Python's readers draw none), so a resource that has seen
+    /// a reader's token rejects a writer that was reaped while readers took
+    /// over.
     pub fn fencing_token(&self) -> Option<u64> {
         self.fencing_token
     }

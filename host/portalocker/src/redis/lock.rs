@@ -108,7 +108,10 @@ impl RedisLock {
     }
 
     /// Draw a fencing token (`INCRBY C-fence 1`, shared with portalocker) on
-    /// every exclusive acquisition.
+    /// every acquisition. portalocker draws one for exclusive grants; we
+    /// draw one for shared grants too, so a resource that checks a reader's
+    /// token rejects a writer reaped while readers took over (a stopped
+    /// process that resumes can write once before it learns its loss).
     pub fn fencing(mut self, fencing: bool) -> Self {
         self.fencing = fencing;
         self

@@ -85,9 +85,10 @@ fn main() {
                 drop(guard);
             }
             ["redis-read", name] => {
-                let lock = RedisLock::open(name, false).unwrap();
+                let lock = RedisLock::open(name, true).unwrap();
                 let guard = lock.lock_shared().unwrap();
-                append(journal, &format!("S {who}"));
+                let token = guard.fencing_token().unwrap_or(0);
+                append(journal, &format!("S {who} {token}"));
                 sleep(hold);
                 let lost = guard.is_lost();
                 append(journal, &format!("{} {who}", if lost { "X" } else { "T" }));
