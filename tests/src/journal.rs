@@ -93,6 +93,10 @@ pub struct Findings {
     /// Faulted holders whose lock another holder took (after their death,
     /// or once they were reaped or cut off).
     pub taken_over: u64,
+    /// Faulted holders whose entry came after their successors' (stopped
+    /// between the grant and their journal line, then reaped): its token
+    /// is below theirs, so what it writes is fenced.
+    pub late_entries: u64,
     /// Violations, each told in a sentence with its line number.
     pub violations: Vec<String>,
 }
@@ -105,6 +109,7 @@ impl Findings {
         self.learned_loss += other.learned_loss;
         self.abandoned += other.abandoned;
         self.taken_over += other.taken_over;
+        self.late_entries += other.late_entries;
         self.violations.extend(other.violations);
     }
 }
@@ -113,10 +118,11 @@ impl fmt::Display for Findings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} commits, {} takeovers from faulted holders, {} fenced stale writes, {} losses \
-             learned, {} abandoned holds, {} violations",
+            "{} commits, {} takeovers from faulted holders, {} late entries of reaped holders, \
+             {} fenced stale writes, {} losses learned, {} abandoned holds, {} violations",
             self.commits,
             self.taken_over,
+            self.late_entries,
             self.fenced,
             self.learned_loss,
             self.abandoned,
@@ -137,7 +143,11 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
     let mut readers: BTreeSet<String> = BTreeSet::new();
     // Holders that entered, were taken over, and may still write (stale).
     let mut superseded: HashSet<String> = HashSet::new();
+    // The highest token entered by anyone, and by a writer: a writer's
+    // token is above every earlier one; a reader's only above every
+    // earlier writer's (readers granted together draw in any order).
     let mut top_token = 0_u64;
+    let mut top_writer = 0_u64;
     let mut value = 0_u64;
     for (number, line) in text.lines().enumerate() {
         let number = number + 1;
@@ -150,11 +160,28 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
         // Whoever enters displaces the writer (and a writer the readers):
         // only a faulted holder may be displaced.
         let entering = match words.as_slice() {
-            ["E", who, _] => Some((*who, true)),
-            ["S", who] | ["S", who, _] => Some((*who, false)),
+            ["E", who, token] => Some((*who, true, token.parse().unwrap_or(0))),
+            ["S", who, token] => Some((*who, false, token.parse().unwrap_or(0))),
+            ["S", who] => Some((*who, false, 0)),
             _ => None,
         };
-        if let Some((who, exclusive)) = entering {
+        if let Some((who, exclusive, token)) = entering {
+            let floor = if exclusive { top_token } else { top_writer };
+            if token != 0 && token <= floor {
+                if faulted.contains(who) {
+                    // Granted before its successors, stopped before it
+                    // wrote this line, reaped meanwhile: it holds nothing,
+                    // and its token is stale.
+                    superseded.insert(who.to_owned());
+                    findings.late_entries += 1;
+                    continue;
+                }
+                violation(format!("token {token} is not above the last one, {floor}"));
+            }
+            top_token = top_token.max(token);
+            if exclusive {
+                top_writer = top_writer.max(token);
+            }
             let mut displaced: Vec<String> = writer.take().into_iter().collect();
             if exclusive {
                 displaced.extend(std::mem::take(&mut readers));
@@ -170,23 +197,10 @@ pub fn check(text: &str, faulted: &HashSet<String>) -> Findings {
             superseded.remove(who);
         }
         match words.as_slice() {
-            ["E", who, token] | ["S", who, token] => {
-                let token: u64 = token.parse().unwrap_or(0);
-                if token != 0 {
-                    if token <= top_token {
-                        violation(format!(
-                            "token {token} is not above the last one, {top_token}"
-                        ));
-                    }
-                    top_token = top_token.max(token);
-                }
-                if words[0] == "E" {
-                    writer = Some((*who).to_owned());
-                } else {
-                    readers.insert((*who).to_owned());
-                }
+            ["E", who, _] => {
+                writer = Some((*who).to_owned());
             }
-            ["S", who] => {
+            ["S", who] | ["S", who, _] => {
                 readers.insert((*who).to_owned());
             }
             ["T", who] => {
@@ -303,8 +317,31 @@ mod tests {
         // A reader without a token (Python's) leaves the write unfenced.
         let blind = check("E w 3\nS r\nC 1 w 3\nT r\n", &faulted(&["w"]));
         assert_eq!(blind.violations.len(), 1, "{blind:?}");
-        // Readers' tokens must grow like writers'.
+        // Readers' tokens must be above every earlier writer's...
         let backwards = check("E w 3\nL w\nS r 2\nT r\n", &faulted(&[]));
         assert_eq!(backwards.violations.len(), 1, "{backwards:?}");
+        // ...but readers granted together journal in any order.
+        let together = check(
+            "E w 3\nL w\nS a 5\nS b 4\nT a\nT b\nE w 6\nL w\n",
+            &faulted(&[]),
+        );
+        assert!(together.violations.is_empty(), "{together:?}");
+    }
+
+    #[test]
+    fn a_holder_stopped_before_its_entry_line_enters_late_and_stale() {
+        // w drew 2, was stopped before journaling, reaped; v held with 3;
+        // w resumed: its entry and its write are stale, and fenced.
+        let text = "E v 3\nC 1 v 3\nL v\nE w 2\nC 2 w 2\nL w\n";
+        let late = check(text, &faulted(&["w"]));
+        assert!(late.violations.is_empty(), "{late:?}");
+        assert_eq!((late.late_entries, late.fenced, late.commits), (1, 1, 1));
+        assert_eq!(value_of(text), 1);
+        // Unfaulted, the same journal is a violation.
+        assert!(!check(text, &faulted(&[])).violations.is_empty());
+        // A late reader, too.
+        let reader = check("S r 2\nT r\nE v 3\nS q 1\nT q\nL v\n", &faulted(&["q"]));
+        assert!(reader.violations.is_empty(), "{reader:?}");
+        assert_eq!(reader.late_entries, 1);
     }
 }
