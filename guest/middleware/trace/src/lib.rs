@@ -1,0 +1,194 @@
+//! The trace middleware: composed in front of a plugin, it writes one JSON
+//! line for every acquisition and every release the plugin makes, the
+//! audit log an operator asks for:
+//!
+//! ```text
+//! {"at":1764496800.123456,"event":"acquire","lock":"file-lock:/jobs/a.lock","mode":"exclusive","wait":"forever","waited_us":12.5,"outcome":"granted"}
+//! {"at":1764496800.223456,"event":"release","lock":"file-lock:/jobs/a.lock","mode":"exclusive","held_us":100012.0,"ending":"released","outcome":"ok"}
+//! ```
+//!
+//! `wait` is `forever`, `none` (a try) or the bound in microseconds;
+//! `outcome` is `granted` or the error (`would-block`, `timed-out`,
+//! `access-denied: ...`); a grant adds `slot` (semaphores) and `token`
+//! (fenced Redis locks); `ending` is `released` or `dropped`.
+//!
+//! Settings: `trace.file`, a file to append to (a path the plugin's grants
+//! reach); without it, lines go to the plugin's standard error. An audit
+//! log is not optional: when the file cannot be opened or written, the
+//! acquisition is refused (nothing is taken untraced).
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portalocker_middleware::{
+    Config, Ending, Error, Grant, Hooks, LockMode, Request, Target, Wait, middleware,
+};
+
+struct Trace;
+
+impl Hooks for Trace {
+    fn acquiring(_lock: &Target, _request: &Request) -> Result<(), Error> {
+        sink().map(|_| ())
+    }
+
+    fn acquired(
+        lock: &Target,
+        request: &Request,
+        waited: Duration,
+        outcome: Result<&Grant, &Error>,
+    ) {
+        let mut line = start("acquire", lock, request.mode);
+        let wait = match request.wait {
+            Wait::Forever => "\"forever\"".to_owned(),
+            Wait::Never => "\"none\"".to_owned(),
+            Wait::For(bound) => micros(bound),
+        };
+        let _ = write!(line, ",\"wait\":{wait},\"waited_us\":{}", micros(waited));
+        match outcome {
+            Ok(grant) => {
+                line.push_str(",\"outcome\":\"granted\"");
+                if let Some(slot) = grant.slot {
+                    let _ = write!(line, ",\"slot\":{slot}");
+                }
+                if let Some(token) = grant.fencing_token {
+                    let _ = write!(line, ",\"token\":{token}");
+                }
+            }
+            Err(error) => {
+                let _ = write!(line, ",\"outcome\":{}", json(&describe(error)));
+            }
+        }
+        emit(line);
+    }
+
+    fn released(
+        lock: &Target,
+        grant: &Grant,
+        held: Duration,
+        ending: Ending,
+        outcome: Result<(), &Error>,
+    ) {
+        let mut line = start("release", lock, grant.mode);
+        let ending = match ending {
+            Ending::Released => "released",
+            Ending::Dropped => "dropped",
+        };
+        let outcome = match outcome {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => describe(error),
+        };
+        let _ = write!(
+            line,
+            ",\"held_us\":{},\"ending\":\"{ending}\",\"outcome\":{}",
+            micros(held),
+            json(&outcome)
+        );
+        emit(line);
+    }
+}
+
+middleware!(Trace);
+
+/// Where the lines go.
+enum Sink {
+    Stderr,
+    File(File),
+}
+
+/// The sink, opened on first use; an error when the trace file cannot be
+/// opened (or a `trace.` setting is unknown).
+fn sink() -> Result<&'static Mutex<Sink>, Error> {
+    static SINK: std::sync::OnceLock<Result<Mutex<Sink>, Error>> = std::sync::OnceLock::new();
+    SINK.get_or_init(|| {
+        let config = Config::get();
+        if let Some(key) = config.unknown("trace.", &["file"]).first() {
+            return Err(Error::InvalidArgument(format!(
+                "the trace middleware has no setting `{key}` (it knows trace.file)"
+            )));
+        }
+        match config.value("trace.file") {
+            None => Ok(Mutex::new(Sink::Stderr)),
+            Some(path) => OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(|file| Mutex::new(Sink::File(file)))
+                .map_err(|e| Error::Other(format!("the trace middleware cannot open {path}: {e}"))),
+        }
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// Write one line in one write (lines of concurrent plugins sharing a file
+/// do not interleave: the file is opened to append).
+fn emit(mut line: String) {
+    line.push_str("}\n");
+    if let Ok(sink) = sink() {
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = match &mut *sink {
+            Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
+            Sink::File(file) => file.write_all(line.as_bytes()),
+        };
+    }
+}
+
+/// The fields every line starts with.
+fn start(event: &str, lock: &Target, mode: LockMode) -> String {
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mode = match mode {
+        LockMode::Exclusive => "exclusive",
+        LockMode::Shared => "shared",
+    };
+    format!(
+        "{{\"at\":{}.{:06},\"event\":\"{event}\",\"lock\":{},\"mode\":\"{mode}\"",
+        at.as_secs(),
+        at.subsec_micros(),
+        json(&lock.key())
+    )
+}
+
+/// Microseconds with one decimal.
+fn micros(duration: Duration) -> String {
+    format!("{:.1}", duration.as_secs_f64() * 1e6)
+}
+
+/// The error as the trace shows it: its case, and its message if any.
+fn describe(error: &Error) -> String {
+    match error {
+        Error::WouldBlock => "would-block".into(),
+        Error::TimedOut => "timed-out".into(),
+        Error::Lost => "lost".into(),
+        Error::AccessDenied(why) => format!("access-denied: {why}"),
+        Error::InvalidArgument(why) => format!("invalid-argument: {why}"),
+        Error::LimitExceeded(why) => format!("limit-exceeded: {why}"),
+        Error::Unsupported(why) => format!("unsupported: {why}"),
+        Error::Other(why) => format!("other: {why}"),
+    }
+}
+
+/// `text` as a JSON string.
+fn json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
