@@ -55,7 +55,49 @@ pub enum Command {
     /// Exits with the plugin's status; 124 when it ran out of fuel or time
     /// (--timeout bounds the whole run, waits included), 70 when it trapped.
     /// Compiled plugins are cached, so the second start is fast.
+    /// With --with, middleware components are composed in front of the
+    /// plugin first (see `compose`).
     Run(RunArgs),
+    /// Compose a plugin with middleware in front of it (--with) and/or a
+    /// provider under it (--provider) into one component.
+    ///
+    /// Each middleware imports and exports portalocker:locks, so the plugin
+    /// runs unchanged: the first --with is closest to the plugin. Settings
+    /// (--config KEY=VALUE, keys named MIDDLEWARE.SETTING) are built into
+    /// the result for the middleware to read. A provider serves every lock
+    /// interface itself: the result runs in any component runtime.
+    Compose(ComposeArgs),
+}
+
+/// What the plugin host does (`run`, `compose`).
+#[derive(Debug)]
+pub enum PluginCommand {
+    /// `portalocker run`.
+    Run(RunArgs),
+    /// `portalocker compose`.
+    Compose(ComposeArgs),
+}
+
+/// `portalocker compose`.
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// A middleware component to put in front of the plugin. Repeatable:
+    /// the first is closest to the plugin.
+    #[arg(long = "with", value_name = "MIDDLEWARE.wasm")]
+    pub with: Vec<PathBuf>,
+    /// A provider component to serve the lock interfaces under the plugin
+    /// (and its middleware) instead of a portalocker host.
+    #[arg(long, value_name = "PROVIDER.wasm")]
+    pub provider: Option<PathBuf>,
+    /// A setting for the middleware (namespace.directory=/jobs/a,
+    /// namespace.prefix=a., trace.file=/logs/locks.jsonl). Repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Where to write the composed component.
+    #[arg(short, long, value_name = "OUT.wasm")]
+    pub output: PathBuf,
+    /// The plugin component.
+    pub plugin: PathBuf,
 }
 
 /// `portalocker redis-lock`.
@@ -121,6 +163,13 @@ pub struct RunArgs {
     /// Do not use or fill the compiled-plugin cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Compose this middleware in front of the plugin first. Repeatable:
+    /// the first is closest to the plugin.
+    #[arg(long = "with", value_name = "MIDDLEWARE.wasm")]
+    pub with: Vec<PathBuf>,
+    /// A setting for the middleware (see `compose`). Repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", requires = "with")]
+    pub config: Vec<String>,
     /// The plugin component.
     pub plugin: PathBuf,
     /// Arguments for the plugin, after `--`.

@@ -5,15 +5,19 @@
 //!   (`lock`, `semaphore`, `redis-lock`). It links no wasm runtime, so a
 //!   whole `portalocker lock -- CMD` call starts about as fast as flock(1).
 //! - `portalocker-run` is the plugin host: the same command line, with
-//!   `run` (a wasm plugin that takes those locks itself) done in process.
-//!   `portalocker run ...` replaces itself with `portalocker-run run ...`,
-//!   found beside `portalocker` (then on `PATH`).
+//!   `run` (a wasm plugin that takes those locks itself) and `compose`
+//!   (middleware and providers around a plugin) done in process.
+//!   `portalocker run ...` and `portalocker compose ...` replace themselves
+//!   with `portalocker-run ...`, found beside `portalocker` (then on
+//!   `PATH`).
 //!
 //! This crate is the command's implementation, not a library API.
 
 mod args;
 mod cache;
 mod child;
+pub mod compose;
+mod compose_command;
 mod failure;
 mod lock;
 mod plugin_host;
@@ -50,7 +54,8 @@ pub fn main(run_plugin: RunPlugin) -> ExitCode {
         args::Command::Lock(args) => lock::run(args),
         args::Command::Semaphore(args) => semaphore::run(args),
         args::Command::RedisLock(args) => redis_lock::run(args),
-        args::Command::Run(args) => run_plugin.0(args),
+        args::Command::Run(args) => run_plugin.0(args::PluginCommand::Run(args)),
+        args::Command::Compose(args) => run_plugin.0(args::PluginCommand::Compose(args)),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -63,9 +68,10 @@ pub fn main(run_plugin: RunPlugin) -> ExitCode {
     }
 }
 
-/// What `portalocker run` does in a binary (see [`main`]).
+/// What `portalocker run` and `portalocker compose` do in a binary (see
+/// [`main`]).
 #[derive(Clone, Copy)]
-pub struct RunPlugin(fn(args::RunArgs) -> Result<u8, failure::Failure>);
+pub struct RunPlugin(fn(args::PluginCommand) -> Result<u8, failure::Failure>);
 
 impl std::fmt::Debug for RunPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,13 +79,17 @@ impl std::fmt::Debug for RunPlugin {
     }
 }
 
-/// Run plugins in this process (the plugin host, `portalocker-run`).
+/// Run and compose plugins in this process (the plugin host,
+/// `portalocker-run`).
 #[must_use]
 pub fn run_plugin_in_process() -> RunPlugin {
-    RunPlugin(run::run)
+    RunPlugin(|command| match command {
+        args::PluginCommand::Run(args) => run::run(args),
+        args::PluginCommand::Compose(args) => compose_command::run(args),
+    })
 }
 
-/// Hand `run` to the plugin host (`portalocker`).
+/// Hand `run` and `compose` to the plugin host (`portalocker`).
 #[must_use]
 pub fn run_plugin_in_host() -> RunPlugin {
     RunPlugin(plugin_host::exec)

@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::args::RunArgs;
+use crate::args::PluginCommand;
 use crate::failure::{Failure, exit};
 
 /// The plugin host's name, without the platform's executable suffix.
@@ -20,7 +20,7 @@ pub const PLUGIN_HOST: &str = "portalocker-run";
 /// When the plugin host is not installed beside `portalocker` nor on
 /// `PATH`, or cannot be started: exit status 69 (`EX_UNAVAILABLE`), with
 /// what to install.
-pub fn exec(_parsed: RunArgs) -> Result<u8, Failure> {
+pub fn exec(_parsed: PluginCommand) -> Result<u8, Failure> {
     let host = locate();
     let mut command = Command::new(&host);
     command.args(std::env::args_os().skip(1));
@@ -28,7 +28,7 @@ pub fn exec(_parsed: RunArgs) -> Result<u8, Failure> {
         Failure::new(
             exit::UNAVAILABLE,
             format!(
-                "`portalocker run` needs the plugin host, {PLUGIN_HOST}, installed beside \
+                "`portalocker run` and `compose` need the plugin host, {PLUGIN_HOST}, installed beside \
                  portalocker or on PATH ({}: {e}); `cargo install --path host/portalocker-cli` \
                  installs both",
                 host.to_string_lossy()

@@ -94,7 +94,18 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     let env = parse_env(&args)?;
     let engine = engine(&args)?;
-    let component = load(&engine, &args.plugin, !args.no_cache)?;
+    let bytes = if args.with.is_empty() {
+        std::fs::read(&args.plugin).map_err(|e| {
+            Failure::because(
+                exit::NO_INPUT,
+                &format!("reading {}", args.plugin.display()),
+                e,
+            )
+        })?
+    } else {
+        crate::compose_command::composed(&args.plugin, &args.with, None, &args.config)?
+    };
+    let component = load(&engine, &args.plugin, &bytes, !args.no_cache)?;
     let linker = linker(&engine)?;
     let mut store = Store::new(&engine, state(&args, &grants, &env)?);
     if let Some(fuel) = args.fuel {
@@ -277,12 +288,12 @@ impl Drop for Ticker {
     }
 }
 
-/// Compile the plugin, or load it from the cache of compiled plugins.
-fn load(engine: &Engine, path: &Path, use_cache: bool) -> Result<Component, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::because(exit::NO_INPUT, &format!("reading {}", path.display()), e))?;
+/// Compile the plugin (`bytes`, read from `path` and composed if asked), or
+/// load it from the cache of compiled plugins: a composed plugin is cached
+/// like any other, by its bytes.
+fn load(engine: &Engine, path: &Path, bytes: &[u8], use_cache: bool) -> Result<Component, Failure> {
     let compile = || {
-        Component::new(engine, &bytes)
+        Component::new(engine, bytes)
             .map_err(|e| Failure::because(exit::DATA, &format!("compiling {}", path.display()), e))
     };
     let Some(dir) = cache::default_dir().filter(|_| use_cache) else {
@@ -298,7 +309,7 @@ fn load(engine: &Engine, path: &Path, use_cache: bool) -> Result<Component, Fail
             return compile();
         }
     };
-    let entry = cache.entry(engine, &bytes);
+    let entry = cache.entry(engine, bytes);
     if let Some(component) = cache.load(engine, &entry) {
         return Ok(component);
     }
