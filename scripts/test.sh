@@ -22,8 +22,11 @@ cargo fmt --manifest-path tests/programs/Cargo.toml --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo clippy of the guest SDK and example plugins (wasm32-wasip2)"
+step "cargo clippy of the guest SDK, example plugins, middleware and provider (wasm32-wasip2)"
 cargo clippy --manifest-path guest/Cargo.toml --workspace --all-targets --target wasm32-wasip2 --locked -- -D warnings
+
+step "the middleware's own unit tests (native: their logic, not their bindings)"
+cargo test --manifest-path guest/Cargo.toml --locked -p portalocker-namespace -p portalocker-lockdep
 
 step "cargo clippy of the fuzzing model as the fuzzer builds it (feature fuzzing)"
 cargo clippy -p portalocker-wasmtime --features fuzzing --locked -- -D warnings

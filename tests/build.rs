@@ -20,6 +20,10 @@ fn main() {
         root.join("wit"),
         root.join("guest/portalocker-guest/src"),
         root.join("guest/portalocker-guest/Cargo.toml"),
+        root.join("guest/middleware"),
+        root.join("guest/provider"),
+        root.join("guest/Cargo.toml"),
+        root.join("guest/Cargo.lock"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
@@ -47,6 +51,29 @@ fn main() {
         status.success(),
         "building the guest test programs for wasm32-wasip2 failed; if the target is missing, \
          install it with `rustup target add wasm32-wasip2` (scripts/setup.sh does)"
+    );
+
+    // The middleware and the test provider, as users build them.
+    let status = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(root.join("guest/Cargo.toml"))
+        .args(COMPONENTS.iter().flat_map(|(package, _)| ["-p", package]))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("running cargo to build the middleware components");
+    assert!(
+        status.success(),
+        "building the middleware components for wasm32-wasip2 failed"
     );
 
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
@@ -85,4 +112,26 @@ fn main() {
     }
     writeln!(code, "}} }}").unwrap();
     fs::write(out_dir.join("programs.rs"), code).unwrap();
+
+    let mut code = String::new();
+    for (package, constant) in COMPONENTS {
+        let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        writeln!(code, "/// The `{package}` component.").unwrap();
+        writeln!(
+            code,
+            "pub const {constant}: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    fs::write(out_dir.join("components.rs"), code).unwrap();
 }
+
+/// The guest workspace's components the tests compose: package, constant.
+const COMPONENTS: [(&str, &str); 4] = [
+    ("portalocker-namespace", "NAMESPACE"),
+    ("portalocker-trace", "TRACE"),
+    ("portalocker-lockdep", "LOCKDEP"),
+    ("portalocker-test-provider", "TEST_PROVIDER"),
+];

@@ -61,5 +61,11 @@ pub mod programs {
     include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 }
 
+/// The middleware components and the test provider (`guest/`), built by
+/// `build.rs`: one `&str` path constant each.
+pub mod components {
+    include!(concat!(env!("OUT_DIR"), "/components.rs"));
+}
+
 pub mod proxy;
 pub mod redis_server;

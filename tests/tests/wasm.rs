@@ -549,6 +549,70 @@ macro_rules! scenarios {
             }
         }
 
+        #[test]
+        fn lock_orders() {
+            // Under the host alone every order is allowed (the lockdep
+            // middleware's refusal is in tests/compose.rs).
+            let dir = tempfile::tempdir().unwrap();
+            let out: Outcome = $run(
+                &Run::new(LOCK_ORDERS, &["/data/a.lock", "/data/b.lock"])
+                    .grant(dir.path(), "/data"),
+            );
+            out.assert_ok();
+            assert_eq!(out.stdout, "A,B: ok\nA,B: ok\nB,A: ok\nB,try A: ok\n");
+        }
+
+        #[test]
+        fn lock_semantics() {
+            // The same program passes under the test provider
+            // (tests/compose.rs).
+            let dir = tempfile::tempdir().unwrap();
+            let server = RedisServer::start();
+            let out: Outcome = $run(
+                &Run::new(LOCK_SEMANTICS, &["/data", "redis"])
+                    .grant(dir.path(), "/data")
+                    .redis(&server.url(), "plugin:"),
+            );
+            out.assert_ok();
+            assert_eq!(out.stdout, "ok\n");
+        }
+
+        #[test]
+        fn lock_names() {
+            // Names as given, without a namespace middleware: the lock
+            // file, the slot file and the Redis lock are where they say.
+            let dir = tempfile::tempdir().unwrap();
+            let server = RedisServer::start();
+            let specs = [
+                "file:/data/n.lock",
+                "sem:pool:/data",
+                "redis:names",
+                "file:/elsewhere/x.lock",
+            ];
+            let out: Outcome = $run(
+                &Run::new(LOCK_NAMES, &specs)
+                    .grant(dir.path(), "/data")
+                    .redis(&server.url(), "plugin:"),
+            );
+            out.assert_ok();
+            let lines: Vec<&str> = out.stdout.lines().collect();
+            assert_eq!(
+                &lines[..3],
+                &[
+                    "file:/data/n.lock: ok",
+                    "sem:pool:/data: ok",
+                    "redis:names: ok"
+                ]
+            );
+            assert!(
+                lines[3].starts_with("file:/elsewhere/x.lock: Error::AccessDenied("),
+                "{lines:?}"
+            );
+            assert_eq!(lines[4], "held");
+            assert!(dir.path().join("n.lock").exists());
+            assert!(dir.path().join("pool.00.lock").exists());
+        }
+
         portalocker_tests::foreach_program!(assert_test_exists);
     };
 }
