@@ -227,7 +227,7 @@ fn namespace_confines_paths_to_its_directory_and_names_to_its_prefix() {
     plugin.stdin.take().unwrap().write_all(b"\n").unwrap();
     assert!(plugin.wait().unwrap().success());
 
-    // A misspelt setting refuses everything (it fails closed).
+    // A misspelt setting is refused before anything runs.
     let out = run(cache.path())
         .args([
             "--with",
@@ -239,12 +239,49 @@ fn namespace_confines_paths_to_its_directory_and_names_to_its_prefix() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
     assert!(
-        stdout.contains("file:x.lock: Error::InvalidArgument(")
-            && stdout.contains("namespace.dirctory"),
-        "{stdout}"
+        stderr.contains("the namespace middleware has no setting `namespace.dirctory`")
+            && stderr.contains("namespace (directory, prefix)"),
+        "{stderr}"
     );
+
+    // Backslashes (separators on Windows), and no prefix: refused.
+    let out = run(cache.path())
+        .args([
+            "--with",
+            NAMESPACE,
+            "--config",
+            "namespace.directory=/data/team-a",
+        ])
+        .args(["--config", "namespace.prefix="])
+        .args([
+            "--dir",
+            &grant(dir.path()),
+            "--redis",
+            &server.url(),
+            LOCK_NAMES,
+            "--",
+        ])
+        .args([
+            "file:..\\z.lock",
+            "sem:pool:/data/team-a",
+            "redis:reports",
+            "file:ok.lock",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for refused in [
+        "file:..\\z.lock: Error::AccessDenied(",
+        "sem:pool:/data/team-a: Error::AccessDenied(",
+        "redis:reports: Error::AccessDenied(",
+    ] {
+        assert!(stdout.contains(refused), "{refused}: {stdout}");
+    }
+    assert!(stdout.contains("file:ok.lock: ok"), "{stdout}");
 }
 
 #[test]
@@ -276,6 +313,10 @@ fn lockdep_refuses_an_inverted_order_and_allows_a_consistent_one() {
         "{stdout}"
     );
     assert_eq!(lines[3], "B,try A: ok", "{stdout}");
+    assert!(
+        lines[4].starts_with("A,A: Error::Other(\"lockdep: taking file-lock:/data/a.lock while holding it would wait on itself"),
+        "{stdout}"
+    );
     // The refusal took nothing: both locks are free.
     for file in ["a.lock", "b.lock"] {
         drop(
@@ -288,7 +329,7 @@ fn lockdep_refuses_an_inverted_order_and_allows_a_consistent_one() {
 }
 
 #[test]
-fn middleware_stacks_and_a_composed_plugin_is_written_atomically() {
+fn middleware_stack_in_one_composed_plugin() {
     // trace in front of namespace in front of the host: the trace shows
     // the names as the plugin gave them, the locks land in the namespace.
     let dir = tempfile::tempdir().unwrap();
@@ -428,9 +469,30 @@ fn composition_errors_name_the_component_and_the_interface() {
     assert_eq!(code, Some(65), "{stderr}");
     assert!(stderr.contains("is not a usable component"), "{stderr}");
     // Settings nobody reads, and a malformed one.
-    let (code, stderr) = compose(&["--provider", TEST_PROVIDER, "--config", "a=b", LOCK_ORDERS]);
+    let (code, stderr) = compose(&[
+        "--provider",
+        TEST_PROVIDER,
+        "--config",
+        "trace.file=/x",
+        LOCK_ORDERS,
+    ]);
     assert_eq!(code, Some(65), "{stderr}");
-    assert!(stderr.contains("no middleware reads settings"), "{stderr}");
+    assert!(
+        stderr.contains("no middleware given reads `trace.file`"),
+        "{stderr}"
+    );
+    let (code, stderr) = compose(&[
+        "--with",
+        LOCKDEP,
+        "--config",
+        "namespace.directory=/x",
+        LOCK_ORDERS,
+    ]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(
+        stderr.contains("no middleware given reads `namespace.directory` (the middleware given read: lockdep (none))"),
+        "{stderr}"
+    );
     let (code, stderr) = compose(&["--with", TRACE, "--config", "novalue", LOCK_ORDERS]);
     assert_eq!(code, Some(64), "{stderr}");
     // Nothing to compose; a missing input.

@@ -559,7 +559,10 @@ macro_rules! scenarios {
                     .grant(dir.path(), "/data"),
             );
             out.assert_ok();
-            assert_eq!(out.stdout, "A,B: ok\nA,B: ok\nB,A: ok\nB,try A: ok\n");
+            assert_eq!(
+                out.stdout,
+                "A,B: ok\nA,B: ok\nB,A: ok\nB,try A: ok\nA,A: Error::TimedOut\n"
+            );
         }
 
         #[test]

@@ -18,10 +18,14 @@
 //!
 //! A component runs one call at a time, so a wait could never end: a
 //! `lock` or `acquire` that would wait fails at once with `would-block`,
-//! and a `lock-for` or `acquire-for` with `timed-out` (no time passes).
+//! and a `lock-for` or `acquire-for` with `timed-out` (no time passes; a
+//! bound of zero is a try, `would-block`, as on the host). Paths are
+//! compared spelt plainly (`/data/./a.lock` is `/data/a.lock`).
 //! Bad input gets the host's errors: `invalid-argument` for an empty path
-//! or name (or a path over 4096 bytes), a Redis name that is not printable ASCII without spaces or
-//! longer than 256 bytes, or a semaphore of no slots.
+//! or name, a path over 4096 bytes, a Redis name that is not printable
+//! ASCII without spaces or is longer than 256 bytes, a semaphore name that
+//! is `.`, `..`, longer than 200 bytes or holds `/`, a semaphore of no
+//! slots or more than 10,000, or an empty semaphore directory.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -39,6 +43,32 @@ use bindings::exports::portalocker::locks::{file_lock, redis_lock, semaphore};
 
 /// The longest Redis lock name the host accepts.
 const MAX_REDIS_NAME: usize = 256;
+
+/// The most slots and the longest semaphore name the host accepts.
+const MAX_SLOTS: u32 = 10_000;
+const MAX_SEMAPHORE_NAME: usize = 200;
+
+/// `path` without empty or `.` components, each `..` taking one back.
+fn plain(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|last| *last != "..") => {
+                parts.pop();
+            }
+            ".." if absolute => {}
+            part => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
 
 /// Who holds what, in this component.
 #[derive(Default)]
@@ -64,6 +94,15 @@ enum Wait {
 }
 
 impl Wait {
+    /// A bound of `nanos`: zero is a try, as on the host.
+    fn bounded(nanos: u64) -> Self {
+        if nanos == 0 {
+            Wait::Never
+        } else {
+            Wait::Bounded
+        }
+    }
+
     fn contention(self) -> Error {
         match self {
             Wait::Bounded => Error::TimedOut,
@@ -126,7 +165,7 @@ struct FileLock {
 
 impl FileLock {
     fn take(&self, mode: LockMode, wait: Wait) -> Result<file_lock::FileLockGuard, Error> {
-        let key = format!("file:{}", self.path);
+        let key = format!("file:{}", plain(&self.path));
         take(&key, mode, wait)?;
         Ok(file_lock::FileLockGuard::new(Hold { key, mode }))
     }
@@ -155,8 +194,8 @@ impl file_lock::GuestFileLock for FileLock {
         self.take(mode, Wait::Never)
     }
 
-    fn lock_for(&self, mode: LockMode, _timeout: u64) -> Result<file_lock::FileLockGuard, Error> {
-        self.take(mode, Wait::Bounded)
+    fn lock_for(&self, mode: LockMode, timeout: u64) -> Result<file_lock::FileLockGuard, Error> {
+        self.take(mode, Wait::bounded(timeout))
     }
 
     fn path(&self) -> String {
@@ -219,17 +258,28 @@ impl semaphore::Guest for Provider {
 
 impl semaphore::GuestSemaphore for Semaphore {
     fn open(name: String, slots: u32, directory: String) -> Result<semaphore::Semaphore, Error> {
-        if name.is_empty() || name.contains(['/', '\0']) {
+        if name.is_empty()
+            || name.len() > MAX_SEMAPHORE_NAME
+            || name == "."
+            || name == ".."
+            || name.contains(['/', '\\', '\0'])
+        {
             return Err(Error::InvalidArgument(format!(
-                "a semaphore name must be non-empty, without `/` or NUL: {name:?}"
+                "a semaphore name must be 1 to {MAX_SEMAPHORE_NAME} bytes, not `.` or `..`, \
+                 without a separator or NUL: {name:?}"
             )));
         }
-        if slots == 0 {
-            return Err(Error::InvalidArgument(
-                "a semaphore needs at least one slot".into(),
-            ));
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(Error::InvalidArgument(format!(
+                "a semaphore needs between 1 and {MAX_SLOTS} slots, not {slots}"
+            )));
         }
-        let key = format!("{}/{name}", directory.trim_end_matches('/'));
+        if directory.is_empty() || directory.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "a semaphore directory must be a non-empty path without NUL: {directory:?}"
+            )));
+        }
+        let key = format!("{}/{name}", plain(&directory).trim_end_matches('/'));
         Ok(semaphore::Semaphore::new(Semaphore { key, slots }))
     }
 
@@ -241,8 +291,8 @@ impl semaphore::GuestSemaphore for Semaphore {
         self.take(Wait::Never)
     }
 
-    fn acquire_for(&self, _timeout: u64) -> Result<semaphore::SemaphorePermit, Error> {
-        self.take(Wait::Bounded)
+    fn acquire_for(&self, timeout: u64) -> Result<semaphore::SemaphorePermit, Error> {
+        self.take(Wait::bounded(timeout))
     }
 
     fn slots(&self) -> u32 {
@@ -317,8 +367,8 @@ impl redis_lock::GuestRedisLock for RedisLock {
         self.take(mode, Wait::Never)
     }
 
-    fn lock_for(&self, mode: LockMode, _timeout: u64) -> Result<redis_lock::RedisLockGuard, Error> {
-        self.take(mode, Wait::Bounded)
+    fn lock_for(&self, mode: LockMode, timeout: u64) -> Result<redis_lock::RedisLockGuard, Error> {
+        self.take(mode, Wait::bounded(timeout))
     }
 
     fn name(&self) -> String {

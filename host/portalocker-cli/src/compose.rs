@@ -21,6 +21,10 @@ const LOCKS: &str = "portalocker:locks/";
 /// The interface a middleware's settings come through.
 const CONFIG: &str = "portalocker:locks/config@0.1.0";
 
+/// The custom section in which a middleware built on the kit declares its
+/// name and settings (`NAME SETTING...`, one line).
+const DECLARATION: &str = "portalocker:middleware";
+
 /// A component given by the user, with the name errors call it by.
 #[derive(Debug, Clone, Copy)]
 pub struct Part<'a> {
@@ -67,9 +71,29 @@ fn fail<T>(message: impl Into<String>) -> Result<T, ComposeError> {
 /// incompatible version or shape; settings given without a middleware
 /// that reads them; a composition that does not validate.
 pub fn compose(plugin: Part<'_>, layers: &Layers<'_>) -> Result<Vec<u8>, ComposeError> {
+    // wac-graph panics on some inputs it cannot handle (a `todo!` for a
+    // few newer type forms): an error about that input, not a crash.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        compose_checked(plugin, layers)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        fail(format!(
+            "the composition library (wac-graph) cannot compose these components: {why}"
+        ))
+    })
+}
+
+/// [`compose`], unguarded.
+fn compose_checked(plugin: Part<'_>, layers: &Layers<'_>) -> Result<Vec<u8>, ComposeError> {
     if layers.middleware.is_empty() && layers.provider.is_none() {
         return fail("nothing to compose: give a middleware (--with) or a provider (--provider)");
     }
+    check_settings(layers)?;
     let mut socket = plugin.bytes.to_vec();
     let mut socket_name = plugin.name.to_owned();
     let mut config_read = false;
@@ -87,6 +111,19 @@ pub fn compose(plugin: Part<'_>, layers: &Layers<'_>) -> Result<Vec<u8>, Compose
     }
     if let Some(provider) = layers.provider {
         socket = plug(&socket, &socket_name, provider, None, true)?.0;
+        // A provider that imports lock interfaces itself leaves them to a
+        // host: the result would not run without one.
+        let mut graph = CompositionGraph::new();
+        let result = register(&mut graph, "portalocker:result", &socket_name, &socket)?;
+        if let Some(left) = world(&graph, result, Side::Imports)
+            .into_iter()
+            .find(|name| name.starts_with(LOCKS))
+        {
+            return fail(format!(
+                "{} imports {left} itself: composed with it, {socket_name} still needs a host for it",
+                provider.name
+            ));
+        }
     }
     if !layers.config.is_empty() && !config_read {
         return fail(format!(
@@ -151,6 +188,15 @@ fn plug(
             })?;
     }
     let mut read = false;
+    if let Some(other) = world(&graph, layer_id, Side::Imports)
+        .into_iter()
+        .find(|name| same_interface(name, CONFIG) && !are_semver_compatible(name, CONFIG))
+    {
+        return fail(format!(
+            "{} imports {other}, a version of the settings interface this portalocker ({CONFIG}) cannot serve",
+            layer.name
+        ));
+    }
     if let Some(config) = config
         && world(&graph, layer_id, Side::Imports)
             .iter()
@@ -194,6 +240,82 @@ fn plug(
             ))
         })?;
     Ok((bytes, read))
+}
+
+/// Refuse a setting that no middleware given reads: each middleware built
+/// on the kit declares its name and settings; a setting whose middleware
+/// is declared must be one of its settings, and one whose middleware is
+/// not must have a middleware that reads settings without declaring them.
+fn check_settings(layers: &Layers<'_>) -> Result<(), ComposeError> {
+    if layers.config.is_empty() {
+        return Ok(());
+    }
+    let declared: Vec<(String, Vec<String>)> = layers
+        .middleware
+        .iter()
+        .flat_map(|part| declarations(part.bytes))
+        .collect();
+    let undeclared = layers
+        .middleware
+        .iter()
+        .any(|part| declarations(part.bytes).is_empty());
+    let given = || {
+        declared
+            .iter()
+            .map(|(name, settings)| match settings.as_slice() {
+                [] => format!("{name} (none)"),
+                settings => format!("{name} ({})", settings.join(", ")),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for (key, _) in &layers.config {
+        let Some((name, setting)) = key.split_once('.') else {
+            return fail(format!(
+                "--config {key}: a setting is MIDDLEWARE.SETTING=VALUE"
+            ));
+        };
+        match declared.iter().find(|(declared, _)| declared == name) {
+            Some((_, settings)) if settings.iter().any(|s| s == setting) => {}
+            Some(_) => {
+                return fail(format!(
+                    "the {name} middleware has no setting `{key}` (the middleware given read: {})",
+                    given()
+                ));
+            }
+            None if undeclared => {}
+            None => {
+                return fail(format!(
+                    "no middleware given reads `{key}` (the middleware given read: {})",
+                    given()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `NAME SETTING...` declarations in `bytes`' custom sections (its
+/// nested modules included).
+fn declarations(bytes: &[u8]) -> Vec<(String, Vec<String>)> {
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .map_while(Result::ok)
+        .filter_map(|payload| match payload {
+            wasmparser::Payload::CustomSection(section) if section.name() == DECLARATION => {
+                Some(String::from_utf8_lossy(section.data()).into_owned())
+            }
+            _ => None,
+        })
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut words = line.split_whitespace().map(str::to_owned);
+                    words.next().map(|name| (name, words.collect()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Register `bytes` as package `package`.
@@ -416,7 +538,10 @@ mod tests {
             &layers,
         )
         .unwrap_err();
-        assert!(err.0.contains("no middleware reads settings"), "{err}");
+        assert!(
+            err.0.contains("no middleware given reads `trace.file`"),
+            "{err}"
+        );
     }
 
     #[test]

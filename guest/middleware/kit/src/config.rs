@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use crate::bindings::portalocker::locks::config;
+use crate::{Error, Hooks};
 
 /// The settings given at composition time (`--config KEY=VALUE`), read
 /// once.
@@ -30,18 +31,33 @@ impl Config {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every key that starts with `prefix` (a middleware's `name.`) but is
-    /// not one of `known`: a setting that would otherwise be ignored
-    /// silently.
-    #[must_use]
-    pub fn unknown(&self, prefix: &str, known: &[&str]) -> Vec<&str> {
-        self.entries
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| {
-                k.strip_prefix(prefix)
-                    .is_some_and(|setting| !known.contains(&setting))
-            })
-            .collect()
+    /// Refuse a setting of middleware `H` that it does not read: a misspelt
+    /// setting must not pass unnoticed (it could be the one that confines).
+    ///
+    /// # Errors
+    ///
+    /// `invalid-argument` naming the setting and those `H` reads.
+    pub fn check<H: Hooks>() -> Result<(), Error> {
+        let prefix = format!("{}.", H::NAME);
+        let unknown = Self::get().entries.iter().find(|(key, _)| {
+            key.strip_prefix(&prefix)
+                .is_some_and(|setting| !H::SETTINGS.contains(&setting))
+        });
+        match unknown {
+            None => Ok(()),
+            Some((key, _)) => Err(Error::InvalidArgument(format!(
+                "the {} middleware has no setting `{key}` (it reads: {})",
+                H::NAME,
+                if H::SETTINGS.is_empty() {
+                    "none".to_owned()
+                } else {
+                    H::SETTINGS
+                        .iter()
+                        .map(|s| format!("{}.{s}", H::NAME))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ))),
+        }
     }
 }

@@ -43,14 +43,7 @@ impl<H: Hooks> FileLockOf<H> {
 
 impl<H: Hooks> ex::GuestFileLock for FileLockOf<H> {
     fn open(path: String) -> Result<ex::FileLock, Error> {
-        let mut target = Target {
-            kind: Kind::File,
-            name: path.clone(),
-            directory: String::new(),
-            slots: 0,
-            fencing: false,
-        };
-        H::open(&mut target)?;
+        let target = crate::open::<H>(Target::new(Kind::File, path.clone()))?;
         let inner = next::FileLock::open(&target.name)?;
         Ok(ex::FileLock::new(Self {
             inner,

@@ -10,8 +10,11 @@
 //! ```ignore
 //! struct Audit;
 //! impl portalocker_middleware::Hooks for Audit {
-//!     fn acquired(lock: &Target, request: &Request, waited: Duration, outcome: Result<&Grant, &Error>) {
+//!     const NAME: &'static str = "audit";
+//!     const SETTINGS: &'static [&'static str] = &[];
+//!     fn acquired(lock: &Target, _: &Request, waited: Duration, outcome: Result<&Grant, &Error>) -> Result<(), Error> {
 //!         eprintln!("{} after {waited:?}: {}", lock.key(), outcome.is_ok());
+//!         Ok(())
 //!     }
 //! }
 //! portalocker_middleware::middleware!(Audit);
@@ -78,6 +81,8 @@ impl Kind {
 /// next component opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// What identifies it, fixed once it is opened (see [`Target::key`]).
+    key: String,
     /// Its interface.
     pub kind: Kind,
     /// The lock file's path, the semaphore's name or the Redis lock's name.
@@ -91,18 +96,66 @@ pub struct Target {
 }
 
 impl Target {
-    /// What identifies the lock: its interface and names
-    /// (`file-lock:/jobs/a.lock`, `semaphore:/jobs/runners`,
-    /// `redis-lock:reports`).
-    #[must_use]
-    pub fn key(&self) -> String {
-        match self.kind {
-            Kind::Semaphore => {
-                let dir = self.directory.trim_end_matches('/');
-                format!("{}:{dir}/{}", self.kind.as_str(), self.name)
-            }
-            _ => format!("{}:{}", self.kind.as_str(), self.name),
+    /// A lock of `kind` named `name`.
+    pub(crate) fn new(kind: Kind, name: String) -> Self {
+        Self {
+            key: String::new(),
+            kind,
+            name,
+            directory: String::new(),
+            slots: 0,
+            fencing: false,
         }
+    }
+
+    /// What identifies the lock once opened: its interface and names, with
+    /// paths spelt plainly (`file-lock:/jobs/a.lock` for `/jobs//./a.lock`,
+    /// `semaphore:/jobs/runners`, `redis-lock:reports`). Empty inside
+    /// [`Hooks::open`].
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Fix the key, after the hooks had their say.
+    pub(crate) fn seal(&mut self) {
+        self.key = match self.kind {
+            Kind::File => format!("{}:{}", self.kind.as_str(), plain(&self.name)),
+            Kind::Semaphore => {
+                let dir = plain(&self.directory);
+                format!(
+                    "{}:{}/{}",
+                    self.kind.as_str(),
+                    dir.trim_end_matches('/'),
+                    self.name
+                )
+            }
+            Kind::Redis => format!("{}:{}", self.kind.as_str(), self.name),
+        };
+    }
+}
+
+/// `path` without empty or `.` components and with each `..` taking one
+/// back where it can (text only: symlinks are the host's business).
+#[must_use]
+pub fn plain(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|last| *last != "..") => {
+                parts.pop();
+            }
+            ".." if absolute => {}
+            part => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
     }
 }
 
@@ -118,11 +171,16 @@ pub enum Wait {
 }
 
 impl Wait {
-    /// Whether the call may block (every wait but [`Wait::Never`]): only a
-    /// blocking acquisition can deadlock.
+    /// Whether the call may block (every wait but [`Wait::Never`] and a
+    /// zero bound, which the host takes for one attempt): only a blocking
+    /// acquisition can deadlock.
     #[must_use]
     pub fn blocks(self) -> bool {
-        self != Wait::Never
+        match self {
+            Wait::Never => false,
+            Wait::For(bound) => !bound.is_zero(),
+            Wait::Forever => true,
+        }
     }
 }
 
@@ -159,7 +217,25 @@ pub enum Ending {
 /// a middleware implements only what it needs. Hooks are associated
 /// functions: a middleware keeps its state in its own statics (a
 /// component runs one call at a time).
+///
+/// A hold ends with [`Hooks::released`] when the plugin releases or drops
+/// its guard. A plugin that exits, traps or runs out of fuel or time while
+/// holding drops nothing: no hook runs (the host still releases the lock).
 pub trait Hooks: 'static {
+    /// The middleware's name: its settings are `NAME.SETTING`.
+    const NAME: &'static str;
+
+    /// Whether the hooks use the times (`waited`, `held`): reading the
+    /// clock is a host call, so the kit does it only when asked. Without
+    /// it, the times given are zero.
+    const TIMED: bool = false;
+
+    /// The settings it reads (without `NAME.`). A setting of this
+    /// middleware that is not one of them refuses every open (a misspelt
+    /// setting must not pass unnoticed), and `portalocker compose` refuses
+    /// it before anything runs.
+    const SETTINGS: &'static [&'static str];
+
     /// A lock is being opened: rewrite `target` (the next component opens
     /// what it says), or refuse with an error the plugin gets instead.
     ///
@@ -182,32 +258,46 @@ pub trait Hooks: 'static {
         Ok(())
     }
 
-    /// An acquisition came back after `waited`: granted or not.
+    /// An acquisition came back after `waited`: granted or not. An error
+    /// after a grant undoes it: the lock is released at once and the
+    /// plugin gets the error.
+    ///
+    /// # Errors
+    ///
+    /// What the plugin's call returns instead of the guard.
     fn acquired(
         lock: &Target,
         request: &Request,
         waited: Duration,
         outcome: Result<&Grant, &Error>,
-    ) {
+    ) -> Result<(), Error> {
         let _ = (lock, request, waited, outcome);
+        Ok(())
     }
 
     /// A hold of `held` ended; `outcome` is the release's (a dropped guard
     /// always succeeds: its release cannot report).
+    ///
+    /// # Errors
+    ///
+    /// What an explicit `release` returns instead (the lock is released
+    /// either way); ignored for a dropped guard.
     fn released(
         lock: &Target,
         grant: &Grant,
         held: Duration,
         ending: Ending,
         outcome: Result<(), &Error>,
-    ) {
+    ) -> Result<(), Error> {
         let _ = (lock, grant, held, ending, outcome);
+        Ok(())
     }
 }
 
 /// Make the crate a middleware component whose hooks are `$hooks` (a type
 /// implementing [`Hooks`]): it exports `file-lock`, `semaphore` and
-/// `redis-lock`, passing every call on to the imported ones.
+/// `redis-lock`, passing every call on to the imported ones, and declares
+/// its settings in a custom section for `portalocker compose`.
 #[macro_export]
 macro_rules! middleware {
     ($hooks:ty) => {
@@ -235,11 +325,72 @@ macro_rules! middleware {
         }
 
         $crate::bindings::export!(__PortalockerMiddleware);
+
+        /// The settings this middleware reads (`NAME SETTING...`), for
+        /// `portalocker compose` to check before composing.
+        #[used]
+        #[unsafe(link_section = "portalocker:middleware")]
+        static __PORTALOCKER_MIDDLEWARE_SETTINGS: [u8; $crate::declaration_len(
+            <$hooks as $crate::Hooks>::NAME,
+            <$hooks as $crate::Hooks>::SETTINGS,
+        )] = $crate::declaration(
+            <$hooks as $crate::Hooks>::NAME,
+            <$hooks as $crate::Hooks>::SETTINGS,
+        );
     };
 }
 
+/// The custom section a middleware declares its settings in.
+pub const DECLARATION_SECTION: &str = "portalocker:middleware";
+
+/// The declaration's length: `NAME`, ` SETTING` for each, a newline.
+#[doc(hidden)]
+#[must_use]
+pub const fn declaration_len(name: &str, settings: &[&str]) -> usize {
+    let mut len = name.len() + 1;
+    let mut i = 0;
+    while i < settings.len() {
+        len += 1 + settings[i].len();
+        i += 1;
+    }
+    len
+}
+
+/// The declaration's bytes (see [`declaration_len`]).
+#[doc(hidden)]
+#[must_use]
+pub const fn declaration<const LEN: usize>(name: &str, settings: &[&str]) -> [u8; LEN] {
+    const fn put(out: &mut [u8], at: usize, text: &[u8]) -> usize {
+        let mut j = 0;
+        while j < text.len() {
+            out[at + j] = text[j];
+            j += 1;
+        }
+        at + j
+    }
+    let mut out = [0u8; LEN];
+    let mut at = put(&mut out, 0, name.as_bytes());
+    let mut i = 0;
+    while i < settings.len() {
+        at = put(&mut out, at, b" ");
+        at = put(&mut out, at, settings[i].as_bytes());
+        i += 1;
+    }
+    put(&mut out, at, b"\n");
+    out
+}
+
+/// Open through the hooks: the settings are checked, `open` may rewrite
+/// the target or refuse it, then its key is fixed.
+pub(crate) fn open<H: Hooks>(mut target: Target) -> Result<Target, Error> {
+    Config::check::<H>()?;
+    H::open(&mut target)?;
+    target.seal();
+    Ok(target)
+}
+
 /// Run an acquisition through the hooks: `acquiring` may refuse it, the
-/// call is timed, `acquired` sees how it went.
+/// call is timed, `acquired` sees how it went (and may undo a grant).
 pub(crate) fn acquire<H: Hooks, G>(
     lock: &Target,
     request: Request,
@@ -247,17 +398,20 @@ pub(crate) fn acquire<H: Hooks, G>(
     grant_of: impl FnOnce(&G) -> Grant,
 ) -> Result<(G, Grant), Error> {
     H::acquiring(lock, &request)?;
-    let started = std::time::Instant::now();
+    // The clock is a host call: read only for hooks that use the times.
+    let started = H::TIMED.then(std::time::Instant::now);
     let outcome = call();
-    let waited = started.elapsed();
+    let waited = started.map(|at| at.elapsed()).unwrap_or_default();
     match outcome {
         Ok(guard) => {
             let grant = grant_of(&guard);
-            H::acquired(lock, &request, waited, Ok(&grant));
+            // An error here drops the guard: the lock is released at once.
+            H::acquired(lock, &request, waited, Ok(&grant))?;
             Ok((guard, grant))
         }
         Err(error) => {
-            H::acquired(lock, &request, waited, Err(&error));
+            // The plugin gets the lock's own error, whatever the hook says.
+            let _ = H::acquired(lock, &request, waited, Err(&error));
             Err(error)
         }
     }
@@ -270,7 +424,7 @@ pub(crate) struct Hold<H: Hooks, G> {
     guard: Option<G>,
     lock: std::rc::Rc<Target>,
     grant: Grant,
-    since: std::time::Instant,
+    since: Option<std::time::Instant>,
     hooks: std::marker::PhantomData<H>,
 }
 
@@ -280,15 +434,15 @@ impl<H: Hooks, G> Hold<H, G> {
             guard: Some(guard),
             lock,
             grant,
-            since: std::time::Instant::now(),
+            since: H::TIMED.then(std::time::Instant::now),
             hooks: std::marker::PhantomData,
         }
     }
 
-    pub(crate) fn guard(&self) -> &G {
-        self.guard
-            .as_ref()
-            .expect("a hold keeps its guard until it ends")
+    /// The next component's guard (a hold has it until it ends, and ends
+    /// only by being consumed or dropped).
+    pub(crate) fn guard(&self) -> Option<&G> {
+        self.guard.as_ref()
     }
 
     pub(crate) fn grant(&self) -> &Grant {
@@ -304,14 +458,14 @@ impl<H: Hooks, G> Hold<H, G> {
             return Ok(());
         };
         let outcome = release(guard);
-        H::released(
+        let told = H::released(
             &self.lock,
             &self.grant,
-            self.since.elapsed(),
+            self.since.map(|at| at.elapsed()).unwrap_or_default(),
             Ending::Released,
             outcome.as_ref().map(|_| ()),
         );
-        outcome
+        outcome.and(told)
     }
 }
 
@@ -319,10 +473,10 @@ impl<H: Hooks, G> Drop for Hold<H, G> {
     fn drop(&mut self) {
         if let Some(guard) = self.guard.take() {
             drop(guard);
-            H::released(
+            let _ = H::released(
                 &self.lock,
                 &self.grant,
-                self.since.elapsed(),
+                self.since.map(|at| at.elapsed()).unwrap_or_default(),
                 Ending::Dropped,
                 Ok(()),
             );

@@ -43,14 +43,9 @@ impl<H: Hooks> RedisLockOf<H> {
 
 impl<H: Hooks> ex::GuestRedisLock for RedisLockOf<H> {
     fn open(name: String, fencing: bool) -> Result<ex::RedisLock, Error> {
-        let mut target = Target {
-            kind: Kind::Redis,
-            name: name.clone(),
-            directory: String::new(),
-            slots: 0,
-            fencing,
-        };
-        H::open(&mut target)?;
+        let mut target = Target::new(Kind::Redis, name.clone());
+        target.fencing = fencing;
+        let target = crate::open::<H>(target)?;
         let inner = next::RedisLock::open(&target.name, target.fencing)?;
         Ok(ex::RedisLock::new(Self {
             inner,
@@ -83,7 +78,7 @@ impl<H: Hooks> ex::GuestRedisLockGuard for RedisLockGuardOf<H> {
     }
 
     fn is_lost(&self) -> bool {
-        self.0.guard().is_lost()
+        self.0.guard().is_none_or(next::RedisLockGuard::is_lost)
     }
 
     fn release(guard: ex::RedisLockGuard) -> Result<(), Error> {

@@ -44,14 +44,10 @@ impl<H: Hooks> SemaphoreOf<H> {
 
 impl<H: Hooks> ex::GuestSemaphore for SemaphoreOf<H> {
     fn open(name: String, slots: u32, directory: String) -> Result<ex::Semaphore, Error> {
-        let mut target = Target {
-            kind: Kind::Semaphore,
-            name,
-            directory,
-            slots,
-            fencing: false,
-        };
-        H::open(&mut target)?;
+        let mut target = Target::new(Kind::Semaphore, name);
+        target.directory = directory;
+        target.slots = slots;
+        let target = crate::open::<H>(target)?;
         let inner = next::Semaphore::open(&target.name, target.slots, &target.directory)?;
         Ok(ex::Semaphore::new(Self {
             inner,
@@ -79,7 +75,7 @@ impl<H: Hooks> ex::GuestSemaphore for SemaphoreOf<H> {
 
 impl<H: Hooks> ex::GuestSemaphorePermit for SemaphorePermitOf<H> {
     fn slot(&self) -> u32 {
-        self.0.guard().slot()
+        self.0.guard().map_or(u32::MAX, next::SemaphorePermit::slot)
     }
 
     fn release(permit: ex::SemaphorePermit) -> Result<(), Error> {

@@ -7,26 +7,33 @@
 //! another instance of the same plugin that follows the first order, so it
 //! is refused at once with `other("lockdep: ...")`, naming both locks and
 //! where the order was learned, and nothing is taken. Like the Linux
-//! kernel's lockdep, only waits can deadlock: a `try-lock` is never
-//! refused (it adds no order), though a lock it took counts as held.
-//! Locks are told apart by their interface and name, in any mode (a
-//! shared hold blocks a writer just as well). What it learns lasts as long
-//! as the plugin instance; it has no settings.
+//! kernel's lockdep, only waits can deadlock: a `try-lock` (or a
+//! `lock-for` of zero) is never refused and teaches no order, though a lock
+//! it took counts as held. A wait for a lock the plugin already holds is
+//! refused too, unless both holds are shared: it would wait on itself (a
+//! second semaphore permit is another slot, and allowed). Locks are told
+//! apart by their interface and name, paths spelt plainly (`/jobs/./a.lock`
+//! is `/jobs/a.lock`), in any mode (a shared hold blocks a writer just as
+//! well). What it learns lasts as long as the plugin instance; it has no
+//! settings.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
-use portalocker_middleware::{Config, Ending, Error, Grant, Hooks, Request, Target, middleware};
+use portalocker_middleware::{
+    Ending, Error, Grant, Hooks, Kind, LockMode, Request, Target, middleware,
+};
 
 struct Lockdep;
 
 /// What one plugin instance taught.
 #[derive(Default)]
 struct Learned {
-    /// Every lock held now, once per hold.
-    held: Vec<String>,
-    /// `before[a]`: the locks taken while `a` was held, each with the
-    /// acquisition that taught it (its number).
+    /// Every lock held now, once per hold, with its mode.
+    held: Vec<(String, LockMode)>,
+    /// `before[a]`: the locks taken (after a wait) while `a` was held, each
+    /// with the acquisition that taught it (its number).
     before: HashMap<String, HashMap<String, u64>>,
     /// Acquisitions so far.
     count: u64,
@@ -37,49 +44,61 @@ thread_local! {
 }
 
 impl Hooks for Lockdep {
+    const NAME: &'static str = "lockdep";
+    const SETTINGS: &'static [&'static str] = &[];
+
     fn acquiring(lock: &Target, request: &Request) -> Result<(), Error> {
-        if let Some(key) = Config::get().unknown("lockdep.", &[]).first() {
-            return Err(Error::InvalidArgument(format!(
-                "the lockdep middleware has no settings (got `{key}`)"
-            )));
-        }
         if !request.wait.blocks() {
             return Ok(());
         }
-        LEARNED.with_borrow(|learned| learned.check(&lock.key()))
+        // A second permit of a semaphore held is another slot, not a wait
+        // on ourselves; a second hold of a lock is, unless both share.
+        let reentry = lock.kind != Kind::Semaphore;
+        LEARNED.with_borrow(|learned| learned.check(lock.key(), request.mode, reentry))
     }
 
     fn acquired(
         lock: &Target,
         request: &Request,
-        _: std::time::Duration,
+        _: Duration,
         outcome: Result<&Grant, &Error>,
-    ) {
-        if outcome.is_err() {
-            return;
+    ) -> Result<(), Error> {
+        if let Ok(grant) = outcome {
+            LEARNED.with_borrow_mut(|learned| {
+                learned.took(lock.key(), grant.mode, request.wait.blocks());
+            });
         }
-        LEARNED.with_borrow_mut(|learned| learned.took(lock.key(), request.wait.blocks()));
+        Ok(())
     }
 
     fn released(
         lock: &Target,
         _: &Grant,
-        _: std::time::Duration,
+        _: Duration,
         _: Ending,
         _: Result<(), &Error>,
-    ) {
-        LEARNED.with_borrow_mut(|learned| learned.let_go(&lock.key()));
+    ) -> Result<(), Error> {
+        LEARNED.with_borrow_mut(|learned| learned.let_go(lock.key()));
+        Ok(())
     }
 }
 
 middleware!(Lockdep);
 
 impl Learned {
-    /// Refuse taking `next` when it leads, through learned orders, to a
-    /// lock held now.
-    fn check(&self, next: &str) -> Result<(), Error> {
-        for held in &self.held {
+    /// Refuse taking `next` in `mode` when it leads, through learned
+    /// orders, to a lock held now; with `reentry`, also when it is held
+    /// now and one of the two holds is exclusive (it would wait on
+    /// itself).
+    fn check(&self, next: &str, mode: LockMode, reentry: bool) -> Result<(), Error> {
+        for (held, held_mode) in &self.held {
             if held == next {
+                let shared = mode == LockMode::Shared && *held_mode == LockMode::Shared;
+                if reentry && !shared {
+                    return Err(Error::Other(format!(
+                        "lockdep: taking {next} while holding it would wait on itself; refused before it can deadlock"
+                    )));
+                }
                 continue;
             }
             if let Some(path) = self.path(next, held) {
@@ -104,7 +123,7 @@ impl Learned {
     fn path(&self, from: &str, to: &str) -> Option<Vec<String>> {
         let mut came_from: HashMap<&str, &str> = HashMap::new();
         let mut seen: HashSet<&str> = HashSet::from([from]);
-        let mut queue = std::collections::VecDeque::from([from]);
+        let mut queue = VecDeque::from([from]);
         while let Some(at) = queue.pop_front() {
             if at == to {
                 let mut path = vec![to.to_owned()];
@@ -126,26 +145,27 @@ impl Learned {
         None
     }
 
-    /// `lock` was granted: after a wait, everything held comes before it.
-    fn took(&mut self, lock: String, waited: bool) {
+    /// `lock` was granted in `mode`: after a wait, everything held comes
+    /// before it.
+    fn took(&mut self, lock: &str, mode: LockMode, waited: bool) {
         self.count += 1;
         if waited {
-            for held in &self.held {
-                if *held != lock {
+            for (held, _) in &self.held {
+                if held != lock {
                     self.before
                         .entry(held.clone())
                         .or_default()
-                        .entry(lock.clone())
+                        .entry(lock.to_owned())
                         .or_insert(self.count);
                 }
             }
         }
-        self.held.push(lock);
+        self.held.push((lock.to_owned(), mode));
     }
 
     /// One hold of `lock` ended.
     fn let_go(&mut self, lock: &str) {
-        if let Some(at) = self.held.iter().rposition(|held| held == lock) {
+        if let Some(at) = self.held.iter().rposition(|(held, _)| held == lock) {
             self.held.remove(at);
         }
     }
@@ -155,27 +175,50 @@ impl Learned {
 mod tests {
     use super::*;
 
+    const X: LockMode = LockMode::Exclusive;
+
     #[test]
     fn an_inverted_order_is_refused_and_a_consistent_one_allowed() {
         let mut learned = Learned::default();
-        learned.took("a".into(), true);
-        learned.took("b".into(), true);
+        learned.took("a", X, true);
+        learned.took("b", X, true);
         learned.let_go("b");
         learned.let_go("a");
         // a then b again: fine.
-        learned.took("a".into(), true);
-        assert!(learned.check("b").is_ok());
+        learned.took("a", X, true);
+        assert!(learned.check("b", X, true).is_ok());
         learned.let_go("a");
         // b then a: refused.
-        learned.took("b".into(), true);
-        let refused = learned.check("a").unwrap_err();
+        learned.took("b", X, true);
+        let refused = learned.check("a", X, true).unwrap_err();
         assert!(
             matches!(&refused, Error::Other(m) if m.contains("taking a while holding b")),
             "{refused:?}"
         );
         // Through a chain: b before c learned, then c held, a wanted.
-        learned.took("c".into(), true);
+        learned.took("c", X, true);
         learned.let_go("b");
-        assert!(learned.check("a").is_err());
+        assert!(learned.check("a", X, true).is_err());
+    }
+
+    #[test]
+    fn waiting_on_a_lock_held_is_refused_unless_both_share() {
+        let mut learned = Learned::default();
+        learned.took("a", LockMode::Shared, true);
+        assert!(learned.check("a", LockMode::Shared, true).is_ok());
+        assert!(learned.check("a", X, true).is_err());
+        // A semaphore's second permit is another slot.
+        assert!(learned.check("a", X, false).is_ok());
+    }
+
+    #[test]
+    fn tries_teach_no_order() {
+        let mut learned = Learned::default();
+        learned.took("a", X, true);
+        learned.took("b", X, false);
+        learned.let_go("b");
+        learned.let_go("a");
+        learned.took("b", X, true);
+        assert!(learned.check("a", X, true).is_ok());
     }
 }

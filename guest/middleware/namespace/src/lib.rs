@@ -1,39 +1,43 @@
 //! The namespace middleware: composed in front of a plugin, it confines the
-//! plugin's lock files to one sub-directory and its semaphore and Redis
-//! lock names to a prefix, for hosts that cannot grant each plugin its own
-//! directory and namespace.
+//! names the plugin locks: its lock files to one sub-directory and its
+//! semaphore and Redis lock names to a prefix, for hosts that cannot grant
+//! each plugin its own directory and namespace.
 //!
 //! Settings (`portalocker compose --config KEY=VALUE`):
 //!
 //! - `namespace.directory`: an absolute path as the plugin sees it
-//!   (`/jobs/team-a`). A relative lock path is taken inside it
-//!   (`a.lock` is `/jobs/team-a/a.lock`); an absolute one must lie inside
-//!   it; either may not climb out with `..`. Semaphore directories follow
-//!   the same rule. Without it, every lock file and semaphore is refused.
+//!   (`/jobs/team-a`), without `..`. A relative lock path is taken inside
+//!   it (`a.lock` is `/jobs/team-a/a.lock`); an absolute one must lie
+//!   inside it; neither may climb out with `..`. Semaphore directories
+//!   follow the same rule. Without it, every lock file and semaphore is
+//!   refused.
 //! - `namespace.prefix`: put in front of every semaphore and Redis lock
-//!   name (`team-a.` makes `reports` into `team-a.reports`). Without it,
-//!   every semaphore and Redis lock is refused.
+//!   name (`team-a.` makes `reports` into `team-a.reports`). Without it, or
+//!   empty, every semaphore and Redis lock is refused. Give plugins
+//!   prefixes that are not prefixes of one another (`team-a.` and
+//!   `team-a.b.` overlap: `b.x` of the first is `x` of the second).
 //!
 //! It fails closed: an unknown `namespace.` setting refuses every open, so
-//! a misspelt setting cannot widen what the plugin reaches. The check is on
-//! the path's text; the host still applies its own grants to what it is
-//! given (and opens no symlinked lock file).
+//! a misspelt setting cannot widen what the plugin reaches, and a path
+//! with a backslash (a separator on Windows) is refused.
+//!
+//! **It confines names, not files.** The check is on the path's text, and
+//! the host opens what it is given inside its own grant, following
+//! symlinks in the directories on the way (not the lock file itself). A
+//! plugin that can write into the shared directory can make a link out of
+//! its sub-directory, so when plugins do not trust each other, grant each
+//! its own directory (`portalocker run --dir`): the host enforces that.
 
 use portalocker_middleware::{Config, Error, Hooks, Kind, Target, middleware};
 
 struct Namespace;
 
 impl Hooks for Namespace {
+    const NAME: &'static str = "namespace";
+    const SETTINGS: &'static [&'static str] = &["directory", "prefix"];
+
     fn open(target: &mut Target) -> Result<(), Error> {
         let config = Config::get();
-        if let Some(key) = config
-            .unknown("namespace.", &["directory", "prefix"])
-            .first()
-        {
-            return Err(Error::InvalidArgument(format!(
-                "the namespace middleware has no setting `{key}` (it knows namespace.directory and namespace.prefix)"
-            )));
-        }
         let directory = config.value("namespace.directory");
         let prefix = config.value("namespace.prefix");
         match target.kind {
@@ -60,13 +64,19 @@ fn confine(directory: Option<&str>, path: &str) -> Result<String, Error> {
     };
     let root = normalize(directory, "")
         .filter(|_| directory.starts_with('/'))
+        .filter(|_| !directory.contains('\\') && !directory.split('/').any(|part| part == ".."))
         .ok_or_else(|| {
             Error::InvalidArgument(format!(
-                "namespace.directory must be an absolute path without `..`: {directory:?}"
+                "namespace.directory must be an absolute path without `..` or `\\`: {directory:?}"
             ))
         })?;
     if path.is_empty() {
         return Err(Error::InvalidArgument("an empty path".into()));
+    }
+    if path.contains('\\') {
+        return Err(Error::AccessDenied(format!(
+            "{path} holds a backslash, a separator on Windows: refused inside a namespace"
+        )));
     }
     let (base, rest) = if path.starts_with('/') {
         ("", path)
@@ -102,9 +112,9 @@ fn normalize(base: &str, rest: &str) -> Option<String> {
 /// `name` behind the prefix.
 fn prefixed(prefix: Option<&str>, name: &str) -> Result<String, Error> {
     match prefix {
-        Some(prefix) => Ok(format!("{prefix}{name}")),
-        None => Err(Error::AccessDenied(
-            "the namespace middleware was composed without namespace.prefix: no semaphores or Redis locks"
+        Some(prefix) if !prefix.is_empty() => Ok(format!("{prefix}{name}")),
+        _ => Err(Error::AccessDenied(
+            "the namespace middleware was composed without a namespace.prefix: no semaphores or Redis locks"
                 .into(),
         )),
     }
@@ -142,9 +152,29 @@ mod tests {
             confine(None, "a.lock"),
             Err(Error::AccessDenied(_))
         ));
+        for bad_root in ["jobs", "/jobs/a/..", "/jobs\\a"] {
+            assert!(
+                matches!(
+                    confine(Some(bad_root), "a.lock"),
+                    Err(Error::InvalidArgument(_))
+                ),
+                "{bad_root}"
+            );
+        }
         assert!(matches!(
-            confine(Some("jobs"), "a.lock"),
-            Err(Error::InvalidArgument(_))
+            confine(dir, "..\\team-b\\x.lock"),
+            Err(Error::AccessDenied(_))
         ));
+        assert_eq!(confine(Some("/"), "/any/x.lock").unwrap(), "/any/x.lock");
+    }
+
+    #[test]
+    fn names_need_a_prefix() {
+        assert_eq!(prefixed(Some("a."), "x").unwrap(), "a.x");
+        assert!(matches!(
+            prefixed(Some(""), "x"),
+            Err(Error::AccessDenied(_))
+        ));
+        assert!(matches!(prefixed(None, "x"), Err(Error::AccessDenied(_))));
     }
 }

@@ -14,8 +14,15 @@
 //!
 //! Settings: `trace.file`, a file to append to (a path the plugin's grants
 //! reach); without it, lines go to the plugin's standard error. An audit
-//! log is not optional: when the file cannot be opened or written, the
-//! acquisition is refused (nothing is taken untraced).
+//! log is not optional: when the file cannot be opened, acquisitions are
+//! refused; when a grant's line cannot be written, the grant is undone (the
+//! lock released, the plugin told); when a release's line cannot be
+//! written, an explicit release reports it. A plugin that exits, traps or
+//! runs out of time while holding leaves no release line (the host still
+//! releases the lock). The file is as safe as the directory it is in: a
+//! plugin that may write there may edit its own trace, so keep an audit
+//! trace on standard error (captured by whoever runs the plugin) or in a
+//! directory the plugin cannot write.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -30,6 +37,10 @@ use portalocker_middleware::{
 struct Trace;
 
 impl Hooks for Trace {
+    const NAME: &'static str = "trace";
+    const SETTINGS: &'static [&'static str] = &["file"];
+    const TIMED: bool = true;
+
     fn acquiring(_lock: &Target, _request: &Request) -> Result<(), Error> {
         sink().map(|_| ())
     }
@@ -39,7 +50,7 @@ impl Hooks for Trace {
         request: &Request,
         waited: Duration,
         outcome: Result<&Grant, &Error>,
-    ) {
+    ) -> Result<(), Error> {
         let mut line = start("acquire", lock, request.mode);
         let wait = match request.wait {
             Wait::Forever => "\"forever\"".to_owned(),
@@ -61,7 +72,7 @@ impl Hooks for Trace {
                 let _ = write!(line, ",\"outcome\":{}", json(&describe(error)));
             }
         }
-        emit(line);
+        emit(line)
     }
 
     fn released(
@@ -70,7 +81,7 @@ impl Hooks for Trace {
         held: Duration,
         ending: Ending,
         outcome: Result<(), &Error>,
-    ) {
+    ) -> Result<(), Error> {
         let mut line = start("release", lock, grant.mode);
         let ending = match ending {
             Ending::Released => "released",
@@ -86,7 +97,7 @@ impl Hooks for Trace {
             micros(held),
             json(&outcome)
         );
-        emit(line);
+        emit(line)
     }
 }
 
@@ -99,16 +110,11 @@ enum Sink {
 }
 
 /// The sink, opened on first use; an error when the trace file cannot be
-/// opened (or a `trace.` setting is unknown).
+/// opened.
 fn sink() -> Result<&'static Mutex<Sink>, Error> {
     static SINK: std::sync::OnceLock<Result<Mutex<Sink>, Error>> = std::sync::OnceLock::new();
     SINK.get_or_init(|| {
         let config = Config::get();
-        if let Some(key) = config.unknown("trace.", &["file"]).first() {
-            return Err(Error::InvalidArgument(format!(
-                "the trace middleware has no setting `{key}` (it knows trace.file)"
-            )));
-        }
         match config.value("trace.file") {
             None => Ok(Mutex::new(Sink::Stderr)),
             Some(path) => OpenOptions::new()
@@ -123,17 +129,23 @@ fn sink() -> Result<&'static Mutex<Sink>, Error> {
     .map_err(Clone::clone)
 }
 
-/// Write one line in one write (lines of concurrent plugins sharing a file
-/// do not interleave: the file is opened to append).
-fn emit(mut line: String) {
+/// Write one line in one write (the file is opened to append, and lines
+/// are kept under 4 KiB, so lines of plugins sharing a file do not
+/// interleave).
+///
+/// # Errors
+///
+/// `other` when the line cannot be written: a grant is then undone, and an
+/// explicit release reports it.
+fn emit(mut line: String) -> Result<(), Error> {
     line.push_str("}\n");
-    if let Ok(sink) = sink() {
-        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = match &mut *sink {
-            Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
-            Sink::File(file) => file.write_all(line.as_bytes()),
-        };
+    let sink = sink()?;
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    match &mut *sink {
+        Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
+        Sink::File(file) => file.write_all(line.as_bytes()),
     }
+    .map_err(|e| Error::Other(format!("the trace middleware cannot write its trace: {e}")))
 }
 
 /// The fields every line starts with.
@@ -149,7 +161,7 @@ fn start(event: &str, lock: &Target, mode: LockMode) -> String {
         "{{\"at\":{}.{:06},\"event\":\"{event}\",\"lock\":{},\"mode\":\"{mode}\"",
         at.as_secs(),
         at.subsec_micros(),
-        json(&lock.key())
+        json(lock.key())
     )
 }
 
@@ -172,11 +184,15 @@ fn describe(error: &Error) -> String {
     }
 }
 
-/// `text` as a JSON string.
+/// The most characters of a name or message a line carries (lines stay
+/// under 4 KiB whatever the plugin names).
+const MAX_FIELD: usize = 512;
+
+/// `text` as a JSON string, cut at [`MAX_FIELD`] characters.
 fn json(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
+    let mut out = String::with_capacity(text.len().min(MAX_FIELD) + 2);
     out.push('"');
-    for c in text.chars() {
+    for c in text.chars().take(MAX_FIELD) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),

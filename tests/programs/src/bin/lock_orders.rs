@@ -2,7 +2,7 @@
 //! and say how each went: `A,B: ok`, or the error. Under the host alone
 //! every order is fine; behind the lockdep middleware the inverted order is
 //! refused before it waits. A `try` of A while holding B is never refused
-//! (a try cannot deadlock).
+//! (a try cannot deadlock). Last, a bounded wait for A while holding A.
 use portalocker_guest::FileLock;
 use portalocker_test_programs::args;
 
@@ -32,6 +32,15 @@ fn main() {
             drop(g);
         }
         Err(e) => println!("B,try A: {e:?}"),
+    }
+    drop(held);
+    // A wait on a lock held here: on the host alone it waits on itself
+    // (bounded here); lockdep refuses it.
+    let held = la.lock().unwrap();
+    let again = FileLock::open(a).unwrap();
+    match again.lock_for(std::time::Duration::from_millis(50)) {
+        Ok(_) => println!("A,A: ok"),
+        Err(e) => println!("A,A: {e:?}"),
     }
     drop(held);
 }

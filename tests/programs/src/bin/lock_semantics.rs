@@ -20,6 +20,7 @@ fn main() {
     assert_err!(two.try_lock(), Error::WouldBlock);
     assert_err!(two.try_lock_shared(), Error::WouldBlock);
     assert_err!(two.lock_for(Duration::from_millis(20)), Error::TimedOut);
+    assert_err!(two.lock_for(Duration::ZERO), Error::WouldBlock);
     held.release().unwrap();
     let (r1, r2) = (one.lock_shared().unwrap(), two.try_lock_shared().unwrap());
     assert_err!(two.try_lock(), Error::WouldBlock);
@@ -35,10 +36,25 @@ fn main() {
     a.release().unwrap();
     assert_eq!(sem.try_acquire().unwrap().slot(), 0);
     drop(b);
-    assert!(matches!(
-        Semaphore::open("pool", 0, dir),
-        Err(Error::InvalidArgument(_))
-    ));
+    for (name, slots) in [("pool", 0), ("pool", 10_001), ("..", 1), ("a/b", 1)] {
+        assert!(
+            matches!(
+                Semaphore::open(name, slots, dir),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{name} {slots}"
+        );
+    }
+    // Two spellings of one path are one lock.
+    let plain_lock = FileLock::open(&path).unwrap();
+    let plain = plain_lock.lock().unwrap();
+    assert_err!(
+        FileLock::open(format!("{dir}/./s.lock"))
+            .unwrap()
+            .try_lock(),
+        Error::WouldBlock
+    );
+    drop(plain);
 
     if args.get(1).map(String::as_str) == Some("redis") {
         let lock = RedisLock::open("semantics", true).unwrap();
