@@ -51,3 +51,31 @@ if ! "$venv/bin/python" -c 'import filelock, sys; sys.exit(filelock.__version__ 
     echo "setup: pip install filelock==4.3.1 (the benchmark's W2 peer)"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'filelock==4.3.1'
 fi
+
+# The plugins in other languages (tests/src/languages.rs): componentize-py
+# from PyPI, componentize-js from npm (its lock file is committed), and
+# Debian's clang, lld and wasi-libc for the C plugin.
+if ! [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" = "componentize-py 0.25.1" ]; then
+    echo "setup: pip install componentize-py==0.25.1 (the Python plugin's toolchain)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'componentize-py==0.25.1'
+fi
+js=guest/examples/js
+if ! [ -x "$js/node_modules/.bin/componentize-js" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+    command -v npm >/dev/null || {
+        echo "setup: npm is missing; install Node.js 20 (Debian: apt-get install nodejs npm)" >&2
+        exit 1
+    }
+    echo "setup: npm ci in $js (componentize-js, the JavaScript plugin's toolchain)"
+    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null || ! [ -f /usr/lib/wasm32-wasi/libc.a ] \
+    || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32 (the C plugin's toolchain)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang lld wasi-libc libclang-rt-14-dev-wasm32 >/dev/null
+    else
+        echo "setup: clang, lld and wasi-libc are missing; install them (Debian: sudo apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)" >&2
+        exit 1
+    fi
+fi

@@ -54,6 +54,7 @@ pub fn write_counter(path: &Path, value: u64) -> io::Result<()> {
 
 pub mod host;
 pub mod journal;
+pub mod languages;
 
 /// The guest test programs, built by `build.rs`: one `&str` path constant
 /// each, and the `foreach_program!` macro.
