@@ -50,7 +50,59 @@ pub fn precompile_into(dir: &Path) -> Result<String> {
 ///
 /// When the plugin fails.
 pub fn run(dir: &Path, redis: Option<&str>, args: &[&str]) -> Result<String> {
-    let mut run = Run::new(program(), args).grant(dir, "/data");
+    run_program(program(), dir, redis, args)
+}
+
+/// The benchmark plugin composed with the middleware component at
+/// `middleware` (with `config`), written into `dir`; its path.
+///
+/// # Errors
+///
+/// When a component cannot be read or the composition fails.
+pub fn composed(
+    dir: &Path,
+    name: &str,
+    middleware: &str,
+    config: &[(&str, &str)],
+) -> Result<String> {
+    use portalocker_cli::compose::{Layers, Part, compose};
+    let plugin = std::fs::read(BENCH_WORKLOAD)?;
+    let layer = std::fs::read(middleware)?;
+    let layers = Layers {
+        middleware: vec![Part {
+            name,
+            bytes: &layer,
+        }],
+        provider: None,
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let bytes = compose(
+        Part {
+            name: "bench_workload",
+            bytes: &plugin,
+        },
+        &layers,
+    )?;
+    let path = dir.join(format!("bench_workload+{name}.wasm"));
+    std::fs::write(&path, bytes)?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// [`run`] with another program (a composed one).
+///
+/// # Errors
+///
+/// When the plugin fails.
+pub fn run_program(
+    program: &str,
+    dir: &Path,
+    redis: Option<&str>,
+    args: &[&str],
+) -> Result<String> {
+    let mut run = Run::new(program, args).grant(dir, "/data");
     if let Some(url) = redis {
         run = run.redis(url, "");
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use portalocker::{Lock, LockFlags};
+use portalocker_tests::components::{LOCKDEP, NAMESPACE, TRACE};
 use portalocker_tests::read_counter;
 
 use super::Bench;
@@ -76,6 +77,54 @@ pub fn w1(b: &mut Bench<'_>) -> Result<()> {
             true,
             "ns per try-lock + release of one file-lock handle, timed in the guest",
         );
+
+        // The same plugin behind each middleware (`guest/middleware`): a
+        // pair is two calls through it, so its cost per call is half the
+        // difference.
+        for (name, middleware, config, n) in [
+            (
+                "namespace",
+                NAMESPACE,
+                vec![("namespace.directory", "/data")],
+                n,
+            ),
+            ("lockdep", LOCKDEP, vec![], n),
+            // The tests' host keeps stderr in a 1 MiB pipe: 2,000 pairs fit.
+            ("trace", TRACE, vec![], n / 100),
+            (
+                "trace-file",
+                TRACE,
+                vec![("trace.file", "/data/w1-trace.jsonl")],
+                n / 100,
+            ),
+        ] {
+            let layer = if name == "trace-file" { "trace" } else { name };
+            let program = crate::plugin::composed(b.dir.path(), name, middleware, &config)?;
+            let out = crate::plugin::run_program(
+                &program,
+                b.dir.path(),
+                None,
+                &["pairs", &guest, &n.to_string()],
+            )?;
+            let behind: f64 = out.parse()?;
+            b.report.add(
+                "W1",
+                &format!("ours-plugin+{name}"),
+                "pair",
+                "ns",
+                Better::Lower,
+                behind,
+                true,
+                &format!(
+                    "as ours-plugin, composed behind the {layer} middleware{}",
+                    match name {
+                        "trace" => " (lines to stderr, an in-memory pipe of the host)",
+                        "trace-file" => " (lines appended to a file through WASI)",
+                        _ => "",
+                    }
+                ),
+            );
+        }
 
         let done = b.group(vec![b.python(&[
             "pairs",
