@@ -30,49 +30,15 @@ fn main() {
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target_dir = out_dir.join("wasm");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(programs.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .expect("running cargo to build the guest test programs");
     assert!(
-        status.success(),
+        build_wasm(&programs.join("Cargo.toml"), &[], &target_dir),
         "building the guest test programs for wasm32-wasip2 failed; if the target is missing, \
          install it with `rustup target add wasm32-wasip2` (scripts/setup.sh does)"
     );
-
     // The middleware and the test provider, as users build them.
-    let status = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root.join("guest/Cargo.toml"))
-        .args(COMPONENTS.iter().flat_map(|(package, _)| ["-p", package]))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .expect("running cargo to build the middleware components");
+    let packages: Vec<&str> = COMPONENTS.iter().map(|(package, _)| *package).collect();
     assert!(
-        status.success(),
+        build_wasm(&root.join("guest/Cargo.toml"), &packages, &target_dir),
         "building the middleware components for wasm32-wasip2 failed"
     );
 
@@ -135,3 +101,27 @@ const COMPONENTS: [(&str, &str); 4] = [
     ("portalocker-lockdep", "LOCKDEP"),
     ("portalocker-test-provider", "TEST_PROVIDER"),
 ];
+
+/// `cargo build --release --locked --target wasm32-wasip2` of `packages`
+/// (all when empty) in the workspace of `manifest`, into `target_dir`;
+/// whether it succeeded.
+fn build_wasm(manifest: &Path, packages: &[&str], target_dir: &Path) -> bool {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .args(packages.iter().flat_map(|package| ["-p", package]))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("running cargo to build wasm components")
+        .success()
+}
