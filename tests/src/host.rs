@@ -187,7 +187,10 @@ impl Run {
         self
     }
 
-    fn store(&self) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
+    /// A store for this run; with `blocking`, WASI file operations may
+    /// block the calling thread (right for the sync host, which runs one
+    /// plugin on it, as `portalocker run` does; not for an async host).
+    fn store(&self, blocking: bool) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
         let stdout = MemoryOutputPipe::new(1 << 20);
         let stderr = MemoryOutputPipe::new(1 << 20);
         let mut wasi = WasiCtx::builder();
@@ -195,7 +198,8 @@ impl Run {
         argv.extend(self.args.iter().cloned());
         wasi.args(&argv)
             .stdout(stdout.clone())
-            .stderr(stderr.clone());
+            .stderr(stderr.clone())
+            .allow_blocking_current_thread(blocking);
         let mut locks = LocksCtx::builder().limits(self.limits);
         for (host, guest) in &self.grants {
             wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
@@ -230,7 +234,7 @@ impl Run {
             portalocker_wasmtime::add_to_linker_sync(&mut linker).unwrap();
             linker
         });
-        let (mut store, stdout, stderr) = self.store();
+        let (mut store, stdout, stderr) = self.store(true);
         let result = (|| {
             let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
                 &mut store,
@@ -252,7 +256,7 @@ impl Run {
             portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
             linker
         });
-        let (mut store, stdout, stderr) = self.store();
+        let (mut store, stdout, stderr) = self.store(false);
         let result = async {
             let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
                 &mut store,

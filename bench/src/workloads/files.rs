@@ -119,7 +119,7 @@ pub fn w1(b: &mut Bench<'_>) -> Result<()> {
                     "as ours-plugin, composed behind the {layer} middleware{}",
                     match name {
                         "trace" => " (lines to stderr, an in-memory pipe of the host)",
-                        "trace-file" => " (lines appended to a file through WASI)",
+                        "trace-file" => " (lines appended to a file: WASI blocking-write-and-flush, file I/O on the host's thread)",
                         _ => "",
                     }
                 ),

@@ -25,8 +25,6 @@
 //! directory the plugin cannot write.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -103,10 +101,15 @@ impl Hooks for Trace {
 
 middleware!(Trace);
 
-/// Where the lines go.
-enum Sink {
-    Stderr,
-    File(File),
+/// Where the lines go: a WASI output stream (the plugin's stderr, or the
+/// trace file opened to append), written with `blocking-write-and-flush`,
+/// which a host may run on its own thread at once (Rust's `std::fs` writes
+/// take the non-blocking path, which wasmtime hands to a blocking pool:
+/// ten times slower per line).
+struct Sink {
+    stream: wasi::io::streams::OutputStream,
+    /// Kept open as long as its stream.
+    _file: Option<wasi::filesystem::types::Descriptor>,
 }
 
 /// The sink, opened on first use; an error when the trace file cannot be
@@ -115,18 +118,59 @@ fn sink() -> Result<&'static Mutex<Sink>, Error> {
     static SINK: std::sync::OnceLock<Result<Mutex<Sink>, Error>> = std::sync::OnceLock::new();
     SINK.get_or_init(|| {
         let config = Config::get();
-        match config.value("trace.file") {
-            None => Ok(Mutex::new(Sink::Stderr)),
-            Some(path) => OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(|file| Mutex::new(Sink::File(file)))
-                .map_err(|e| Error::Other(format!("the trace middleware cannot open {path}: {e}"))),
-        }
+        let sink = match config.value("trace.file") {
+            None => Sink {
+                stream: wasi::cli::stderr::get_stderr(),
+                _file: None,
+            },
+            Some(path) => {
+                let cannot = |why: String| {
+                    Error::Other(format!("the trace middleware cannot open {path}: {why}"))
+                };
+                let (dir, relative) = granted(path)
+                    .ok_or_else(|| cannot("it is in no directory granted to the plugin".into()))?;
+                use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let file = dir
+                    .open_at(
+                        PathFlags::empty(),
+                        &relative,
+                        OpenFlags::CREATE,
+                        DescriptorFlags::WRITE,
+                    )
+                    .map_err(|e| cannot(format!("{e:?}")))?;
+                let stream = file
+                    .append_via_stream()
+                    .map_err(|e| cannot(format!("{e:?}")))?;
+                Sink {
+                    stream,
+                    _file: Some(file),
+                }
+            }
+        };
+        Ok(Mutex::new(sink))
     })
     .as_ref()
     .map_err(Clone::clone)
+}
+
+/// The granted directory holding the absolute `path`, and the path inside
+/// it.
+fn granted(path: &str) -> Option<(wasi::filesystem::types::Descriptor, String)> {
+    let path = portalocker_middleware::plain(path);
+    wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .filter_map(|(dir, at)| {
+            let at = portalocker_middleware::plain(&at);
+            let inside = if at == "/" {
+                path.strip_prefix('/')
+            } else {
+                path.strip_prefix(&at)
+                    .and_then(|rest| rest.strip_prefix('/'))
+            }?;
+            Some((at.len(), dir, inside.to_owned()))
+        })
+        .max_by_key(|(depth, _, _)| *depth)
+        .map(|(_, dir, inside)| (dir, inside))
 }
 
 /// Write one line in one write (the file is opened to append, and lines
@@ -140,12 +184,14 @@ fn sink() -> Result<&'static Mutex<Sink>, Error> {
 fn emit(mut line: String) -> Result<(), Error> {
     line.push_str("}\n");
     let sink = sink()?;
-    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-    match &mut *sink {
-        Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
-        Sink::File(file) => file.write_all(line.as_bytes()),
-    }
-    .map_err(|e| Error::Other(format!("the trace middleware cannot write its trace: {e}")))
+    let sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    sink.stream
+        .blocking_write_and_flush(line.as_bytes())
+        .map_err(|e| {
+            Error::Other(format!(
+                "the trace middleware cannot write its trace: {e:?}"
+            ))
+        })
 }
 
 /// The fields every line starts with.
@@ -186,7 +232,7 @@ fn describe(error: &Error) -> String {
 
 /// The most characters of a name or message a line carries (lines stay
 /// under 4 KiB whatever the plugin names).
-const MAX_FIELD: usize = 512;
+const MAX_FIELD: usize = 256;
 
 /// `text` as a JSON string, cut at [`MAX_FIELD`] characters.
 fn json(text: &str) -> String {
