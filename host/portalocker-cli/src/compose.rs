@@ -188,8 +188,9 @@ fn plug(
             })?;
     }
     let mut read = false;
-    if let Some(other) = world(&graph, layer_id, Side::Imports)
-        .into_iter()
+    let layer_imports = world(&graph, layer_id, Side::Imports);
+    if let Some(other) = layer_imports
+        .iter()
         .find(|name| same_interface(name, CONFIG) && !are_semver_compatible(name, CONFIG))
     {
         return fail(format!(
@@ -198,9 +199,9 @@ fn plug(
         ));
     }
     if let Some(config) = config
-        && world(&graph, layer_id, Side::Imports)
+        && let Some(import) = layer_imports
             .iter()
-            .any(|name| are_semver_compatible(name, CONFIG))
+            .find(|name| are_semver_compatible(name, CONFIG))
     {
         read = true;
         let settings = config_component(config)?;
@@ -209,12 +210,8 @@ fn plug(
         let alias = graph
             .alias_instance_export(config_node, CONFIG)
             .map_err(|e| ComposeError(format!("the settings: {e}")))?;
-        let import = world(&graph, layer_id, Side::Imports)
-            .into_iter()
-            .find(|name| are_semver_compatible(name, CONFIG))
-            .unwrap_or_else(|| CONFIG.to_owned());
         graph
-            .set_instantiation_argument(layer_node, &import, alias)
+            .set_instantiation_argument(layer_node, import, alias)
             .map_err(|e| {
                 ComposeError(format!(
                     "{} cannot read the settings: {}",
@@ -250,15 +247,14 @@ fn check_settings(layers: &Layers<'_>) -> Result<(), ComposeError> {
     if layers.config.is_empty() {
         return Ok(());
     }
-    let declared: Vec<(String, Vec<String>)> = layers
+    // Each middleware's sections are read once.
+    let per_middleware: Vec<Vec<(String, Vec<String>)>> = layers
         .middleware
         .iter()
-        .flat_map(|part| declarations(part.bytes))
+        .map(|part| declarations(part.bytes))
         .collect();
-    let undeclared = layers
-        .middleware
-        .iter()
-        .any(|part| declarations(part.bytes).is_empty());
+    let undeclared = per_middleware.iter().any(Vec::is_empty);
+    let declared: Vec<(String, Vec<String>)> = per_middleware.into_iter().flatten().collect();
     let given = || {
         declared
             .iter()
