@@ -128,14 +128,41 @@ fn engine(args: &RunArgs) -> Result<Engine, Failure> {
     Engine::new(&config).map_err(|e| Failure::because(exit::SOFTWARE, "creating the engine", e))
 }
 
-/// WASI and the lock imports, async flavour.
+/// WASI and the lock imports: 0.1.0 in its async flavour and 0.2.0,
+/// concurrent, on the same locks.
 fn linker(engine: &Engine) -> Result<Linker<State>, Failure> {
     let mut linker = Linker::<State>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| Failure::because(exit::SOFTWARE, "linking WASI", e))?;
     portalocker_wasmtime::add_to_linker_async(&mut linker)
         .map_err(|e| Failure::because(exit::SOFTWARE, "linking the locks", e))?;
+    portalocker_wasmtime::add_to_linker_concurrent(&mut linker)
+        .map_err(|e| Failure::because(exit::SOFTWARE, "linking the locks (0.2.0)", e))?;
     Ok(linker)
+}
+
+/// The async entry point of a WASI 0.3 command, which 0.2.0 plugins export.
+const RUN_0_3: &str = "wasi:cli/run@0.3.0";
+
+/// Call the plugin's entry point: the async `run` of WASI 0.3 when it
+/// exports one (its tasks then wait concurrently), else the WASI 0.2
+/// command's `run`.
+async fn run_instance(
+    store: &mut Store<State>,
+    component: &Component,
+    linker: &Linker<State>,
+) -> wasmtime::Result<Result<(), ()>> {
+    let instance = linker.instantiate_async(&mut *store, component).await?;
+    if let Some(interface) = instance.get_export_index(&mut *store, None, RUN_0_3) {
+        let run = instance
+            .get_export_index(&mut *store, Some(&interface), "run")
+            .ok_or_else(|| wasmtime::format_err!("{RUN_0_3} exports no `run`"))?;
+        let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut *store, &run)?;
+        let (result,) = run.call_async(&mut *store, ()).await?;
+        return Ok(result);
+    }
+    let command = wasmtime_wasi::p2::bindings::Command::new(&mut *store, &instance)?;
+    command.wasi_cli_run().call_run(&mut *store).await
 }
 
 /// Instantiate and run the plugin on a runtime of its own, within
@@ -163,15 +190,7 @@ fn call(
         .build()
         .map_err(|e| Failure::because(exit::SOFTWARE, "starting the runtime", e))?;
     Ok(runtime.block_on(async {
-        let run = async {
-            let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
-                &mut *store,
-                component,
-                linker,
-            )
-            .await?;
-            command.wasi_cli_run().call_run(&mut *store).await
-        };
+        let run = run_instance(store, component, linker);
         match args.timeout {
             Some(limit) => tokio::time::timeout(limit, run).await.ok(),
             None => Some(run.await),

@@ -4,9 +4,9 @@
 /// `bindgen!` for the `plugin` world with the given `imports` flags; the
 /// resource and error mappings are the same for both flavours.
 macro_rules! plugin_bindings {
-    ($($imports:tt)*) => {
+    ($path:literal, $($imports:tt)*) => {
         wasmtime::component::bindgen!({
-            path: "../../wit",
+            path: $path,
             world: "portalocker:locks/plugin",
             imports: { $($imports)* },
             with: {
@@ -24,12 +24,13 @@ macro_rules! plugin_bindings {
 
 /// Every import is synchronous: blocking calls block the calling thread.
 pub(crate) mod sync_ {
-    plugin_bindings!(default: trappable);
+    plugin_bindings!("../../wit", default: trappable);
 }
 
 /// Only the calls that can wait are async; they never block the executor.
 pub(crate) mod async_ {
     plugin_bindings!(
+        "../../wit",
         "portalocker:locks/file-lock.[method]file-lock.lock": async | trappable,
         "portalocker:locks/file-lock.[method]file-lock.lock-for": async | trappable,
         "portalocker:locks/semaphore.[method]semaphore.acquire": async | trappable,
@@ -41,7 +42,20 @@ pub(crate) mod async_ {
     );
 }
 
-/// Implement what both flavours share for `$gen`: the error conversion of
+/// `portalocker:locks@0.2.0`: its `async func`s are concurrent (they run
+/// beside the guest's other tasks, with store access only between awaits),
+/// and `lost` needs the store to make its `future`.
+pub(crate) mod v0_2 {
+    plugin_bindings!(
+        "../../wit/v0.2",
+        "portalocker:locks/file-lock.[method]file-lock-guard.lost": store | trappable,
+        "portalocker:locks/semaphore.[method]semaphore-permit.lost": store | trappable,
+        "portalocker:locks/redis-lock.[method]redis-lock-guard.lost": store | trappable,
+        default: trappable,
+    );
+}
+
+/// Implement what every flavour shares for `$gen`: the error conversion of
 /// `types`, the lock-mode conversions, and the empty interface traits.
 macro_rules! shared_impls {
     ($gen:ident) => {
@@ -93,3 +107,4 @@ macro_rules! shared_impls {
 
 shared_impls!(sync_);
 shared_impls!(async_);
+shared_impls!(v0_2);

@@ -21,6 +21,7 @@ use crate::bindings::{async_, sync_};
 use crate::budget::{Budget, Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{LockError, trap};
+use crate::loss::{FileLoss, Released};
 use crate::sandbox::{self, FileKey, Resolved};
 
 /// A descriptor kept between locks, charged to the idle-descriptor budget.
@@ -56,6 +57,8 @@ type Spare = Arc<Mutex<Option<SpareFile>>>;
 pub struct FileLockHandle {
     resolved: Arc<Resolved>,
     spare: Spare,
+    /// Whether exclusive acquisitions draw fencing tokens (0.2.0).
+    fencing: bool,
     _charge: Charge,
 }
 
@@ -66,8 +69,129 @@ pub struct FileLockGuardHandle {
     guard: Option<LockGuard>,
     taken: Taken,
     spare: Spare,
+    resolved: Arc<Resolved>,
+    token: Option<u64>,
+    released: Released,
     budget: Arc<Budget>,
     _charge: Charge,
+}
+
+/// A lock being taken: what the wait needs, owned, so that the wait runs
+/// without the store and dropping it at any point leaves nothing (its
+/// charge is refunded, its descriptor closed).
+pub(crate) struct PreparedLock {
+    resolved: Arc<Resolved>,
+    spare: Spare,
+    fencing: bool,
+    charge: Charge,
+}
+
+/// A lock taken and not yet in the table.
+pub(crate) struct AcquiredLock {
+    guard: LockGuard,
+    taken: Taken,
+    token: Option<u64>,
+    prepared: PreparedLock,
+}
+
+impl PreparedLock {
+    /// Take the lock without blocking the executor (the core's async wait;
+    /// cancel-safe) and draw its token when fenced (see [`Self::finish`]).
+    pub(crate) async fn acquire(
+        mut self,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<AcquiredLock, LockError> {
+        let deadline = Deadline::new(timeout);
+        loop {
+            let taken = Mutex::default();
+            let guard = portalocker::lock_opened_async(
+                || take_or_open(&self.spare, &self.resolved, &taken),
+                |file| relock(&taken).still_named(file, &self.resolved),
+                &self.resolved.guest,
+                mode,
+                crate::ctx::waiting(deadline.left()),
+            )
+            .await
+            .map_err(|e| LockError::from_core(&self.resolved.guest, e))?;
+            match self.finish(guard, relock_into(taken))? {
+                Ok(acquired) => return Ok(acquired),
+                Err(again) => self = again,
+            }
+        }
+    }
+
+    /// Take the lock, blocking this thread, and draw its token when fenced.
+    pub(crate) fn acquire_blocking(
+        mut self,
+        mode: LockMode,
+        timeout: Option<Duration>,
+    ) -> Result<AcquiredLock, LockError> {
+        let deadline = Deadline::new(timeout);
+        loop {
+            let taken = Mutex::default();
+            let guard = portalocker::lock_opened(
+                || take_or_open(&self.spare, &self.resolved, &taken),
+                |file| relock(&taken).still_named(file, &self.resolved),
+                &self.resolved.guest,
+                mode,
+                crate::ctx::waiting(deadline.left()),
+            )
+            .map_err(|e| LockError::from_core(&self.resolved.guest, e))?;
+            match self.finish(guard, relock_into(taken))? {
+                Ok(acquired) => return Ok(acquired),
+                Err(again) => self = again,
+            }
+        }
+    }
+
+    /// For a fenced exclusive lock, draw the token. It counts only if the
+    /// lock file still had its name after the draw; otherwise the draw may
+    /// have come after a new holder's, so the lock is let go (`Err(self)`:
+    /// take it again).
+    fn finish(
+        self,
+        guard: LockGuard,
+        taken: Taken,
+    ) -> Result<Result<AcquiredLock, Self>, LockError> {
+        if !self.fencing || guard.lock_mode() == LockMode::Shared {
+            return Ok(Ok(self.acquired(guard, taken, None)));
+        }
+        let token = self
+            .resolved
+            .open_fence_file()
+            .and_then(|counter| portalocker::fence::advance_fence(&counter))
+            .map_err(|e| LockError::from_io(&self.resolved.guest, e))?;
+        if self.resolved.names(taken.key) {
+            Ok(Ok(self.acquired(guard, taken, Some(token))))
+        } else {
+            Ok(Err(self))
+        }
+    }
+
+    fn acquired(self, guard: LockGuard, taken: Taken, token: Option<u64>) -> AcquiredLock {
+        AcquiredLock {
+            guard,
+            taken,
+            token,
+            prepared: self,
+        }
+    }
+}
+
+/// A wait's deadline, kept across the retries of one acquisition.
+struct Deadline(Option<std::time::Instant>);
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Self {
+        Self(timeout.map(|t| std::time::Instant::now() + t))
+    }
+
+    /// The time left (`None`: no limit).
+    fn left(&self) -> Option<Duration> {
+        self.0
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+    }
 }
 
 impl FileLockGuardHandle {
@@ -110,7 +234,11 @@ impl Drop for FileLockGuardHandle {
 }
 
 impl LocksCtxView<'_> {
-    fn open_file_lock(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+    pub(crate) fn open_file_lock(
+        &mut self,
+        path: String,
+        fencing: bool,
+    ) -> Result<Resource<FileLockHandle>, LockError> {
         let charge = self
             .ctx
             .budget
@@ -119,54 +247,50 @@ impl LocksCtxView<'_> {
         Ok(self.table.push(FileLockHandle {
             resolved: Arc::new(resolved),
             spare: Spare::default(),
+            fencing,
             _charge: charge,
         })?)
     }
 
-    fn file_lock_path(&mut self, handle: &Resource<FileLockHandle>) -> Result<String, LockError> {
+    pub(crate) fn file_lock_path(
+        &mut self,
+        handle: &Resource<FileLockHandle>,
+    ) -> Result<String, LockError> {
         Ok(self.table.get(handle)?.resolved.guest.clone())
     }
 
     /// Charge the hold (and its guard's handle) and find the handle's path
     /// and spare descriptor.
-    fn prepare_lock(
+    pub(crate) fn prepare_lock(
         &mut self,
         handle: &Resource<FileLockHandle>,
-    ) -> Result<(Arc<Resolved>, Spare, Charge), LockError> {
+    ) -> Result<PreparedLock, LockError> {
         let handle = self.table.get(handle)?;
         let (resolved, spare) = (Arc::clone(&handle.resolved), Arc::clone(&handle.spare));
+        let fencing = handle.fencing;
         resolved.check_lock_file()?;
         let charge = self.ctx.budget.charge(&[
             (Kind::Held, 1),
             (Kind::Handles, 1),
             (Kind::Bytes, HANDLE_OVERHEAD),
         ])?;
-        Ok((resolved, spare, charge))
+        Ok(PreparedLock {
+            resolved,
+            spare,
+            fencing,
+            charge,
+        })
     }
 
     /// Lock, blocking this thread up to `timeout` (`None`: no limit).
-    fn lock_blocking(
+    pub(crate) fn lock_blocking(
         &mut self,
         handle: &Resource<FileLockHandle>,
         mode: LockMode,
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-        let (resolved, spare, charge) = self.prepare_lock(handle)?;
-        let taken = Mutex::default();
-        let guard = portalocker::lock_opened(
-            || take_or_open(&spare, &resolved, &taken),
-            |file| relock(&taken).still_named(file, &resolved),
-            &resolved.guest,
-            mode,
-            crate::ctx::waiting(timeout),
-        )
-        .map_err(|e| LockError::from_core(&resolved.guest, e))?;
-        self.push_guard(
-            guard,
-            taken.into_inner().unwrap_or_else(|p| p.into_inner()),
-            spare,
-            charge,
-        )
+        let acquired = self.prepare_lock(handle)?.acquire_blocking(mode, timeout)?;
+        self.push_guard(acquired)
     }
 
     /// Lock without blocking the executor: the core's async wait, which
@@ -177,42 +301,66 @@ impl LocksCtxView<'_> {
         mode: LockMode,
         timeout: Option<Duration>,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-        let (resolved, spare, charge) = self.prepare_lock(handle)?;
-        let taken = Mutex::default();
-        let guard = portalocker::lock_opened_async(
-            || take_or_open(&spare, &resolved, &taken),
-            |file| relock(&taken).still_named(file, &resolved),
-            &resolved.guest,
-            mode,
-            crate::ctx::waiting(timeout),
-        )
-        .await
-        .map_err(|e| LockError::from_core(&resolved.guest, e))?;
-        self.push_guard(
-            guard,
-            taken.into_inner().unwrap_or_else(|p| p.into_inner()),
-            spare,
-            charge,
-        )
+        let acquired = self.prepare_lock(handle)?.acquire(mode, timeout).await?;
+        self.push_guard(acquired)
     }
 
-    fn push_guard(
+    /// Put a taken lock in the table. Call it in the same poll as the
+    /// acquisition: nothing may cancel between the two.
+    pub(crate) fn push_guard(
         &mut self,
-        guard: LockGuard,
-        taken: Taken,
-        spare: Spare,
-        charge: Charge,
+        acquired: AcquiredLock,
     ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+        let AcquiredLock {
+            guard,
+            taken,
+            token,
+            prepared,
+        } = acquired;
         Ok(self.table.push(FileLockGuardHandle {
             guard: Some(guard),
             taken,
-            spare,
+            spare: prepared.spare,
+            resolved: prepared.resolved,
+            token,
+            released: Released::default(),
             budget: Arc::clone(&self.ctx.budget),
-            _charge: charge,
+            _charge: prepared.charge,
         })?)
     }
 
-    fn release_guard(&mut self, guard: Resource<FileLockGuardHandle>) -> Result<(), LockError> {
+    /// A watch of a held lock's loss, charged as a handle.
+    pub(crate) fn file_loss(
+        &mut self,
+        guard: &Resource<FileLockGuardHandle>,
+    ) -> Result<FileLoss, LockError> {
+        let charge = self.ctx.budget.charge_handle(HANDLE_OVERHEAD)?;
+        let handle = self.table.get_mut(guard)?;
+        Ok(FileLoss {
+            path: Arc::clone(&handle.resolved),
+            key: handle.taken.key,
+            released: handle.released.subscribe(),
+            charge,
+        })
+    }
+
+    /// A held lock's mode and fencing token.
+    pub(crate) fn file_guard_info(
+        &mut self,
+        guard: &Resource<FileLockGuardHandle>,
+    ) -> Result<(LockMode, Option<u64>), LockError> {
+        let handle = self.table.get(guard)?;
+        let mode = handle
+            .guard
+            .as_ref()
+            .map_or(LockMode::Exclusive, LockGuard::lock_mode);
+        Ok((mode, handle.token))
+    }
+
+    pub(crate) fn release_guard(
+        &mut self,
+        guard: Resource<FileLockGuardHandle>,
+    ) -> Result<(), LockError> {
         let mut handle = self.table.delete(guard)?;
         handle
             .release_inner()
@@ -242,6 +390,11 @@ fn take_or_open(spare: &Spare, resolved: &Resolved, taken: &Mutex<Taken>) -> io:
     Ok(file)
 }
 
+/// The descriptor state a lock attempt left.
+fn relock_into(taken: Mutex<Taken>) -> Taken {
+    taken.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The lock's descriptor state (never poisoned in a way that matters: it is
 /// plain data).
 fn relock(taken: &Mutex<Taken>) -> std::sync::MutexGuard<'_, Taken> {
@@ -256,15 +409,7 @@ macro_rules! guard_impl {
                 &mut self,
                 self_: Resource<FileLockGuardHandle>,
             ) -> wasmtime::Result<$gen::portalocker::locks::types::LockMode> {
-                let handle = self
-                    .table
-                    .get(&self_)
-                    .map_err(LockError::from)
-                    .map_err(trap)?;
-                let mode = handle
-                    .guard
-                    .as_ref()
-                    .map_or(LockMode::Exclusive, LockGuard::lock_mode);
+                let (mode, _) = self.file_guard_info(&self_).map_err(trap)?;
                 Ok(mode.into())
             }
 
@@ -289,7 +434,7 @@ macro_rules! file_lock_impl {
     ($gen:ident, $($waiting:tt)*) => {
         impl $gen::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
             fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
-                self.open_file_lock(path)
+                self.open_file_lock(path, false)
             }
 
             fn try_lock(
@@ -354,4 +499,121 @@ file_lock_impl! {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.lock_waiting(&self_, mode.into(), timeout).await
     }
+}
+
+/// `portalocker:locks@0.2.0`: the calls that never wait take the view, as in
+/// 0.1.0; `lock` and `lock-for` are concurrent (see [`concurrent_lock`]).
+mod concurrent {
+    use std::time::Duration;
+
+    use wasmtime::component::{Access, Accessor, FutureReader, Resource};
+
+    use super::{FileLockGuardHandle, FileLockHandle};
+    use crate::bindings::v0_2::portalocker::locks::file_lock as wit;
+    use crate::bindings::v0_2::portalocker::locks::types::LockMode;
+    use crate::ctx::{Locks, LocksCtxView};
+    use crate::error::{LockError, trap};
+
+    impl wit::HostFileLock for LocksCtxView<'_> {
+        fn open(
+            &mut self,
+            path: String,
+            fencing: bool,
+        ) -> Result<Resource<FileLockHandle>, LockError> {
+            self.open_file_lock(path, fencing)
+        }
+
+        fn try_lock(
+            &mut self,
+            self_: Resource<FileLockHandle>,
+            mode: LockMode,
+        ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+            self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
+        }
+
+        fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
+            self.file_lock_path(&self_).map_err(trap)
+        }
+
+        fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
+            self.table.delete(rep)?;
+            Ok(())
+        }
+    }
+
+    impl<T: Send + 'static> wit::HostFileLockWithStore<T> for Locks {
+        async fn lock(
+            accessor: &Accessor<T, Self>,
+            self_: Resource<FileLockHandle>,
+            mode: LockMode,
+        ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+            super::concurrent_lock(accessor, &self_, mode.into(), None).await
+        }
+
+        async fn lock_for(
+            accessor: &Accessor<T, Self>,
+            self_: Resource<FileLockHandle>,
+            mode: LockMode,
+            timeout: u64,
+        ) -> Result<Resource<FileLockGuardHandle>, LockError> {
+            let timeout = Duration::from_nanos(timeout);
+            super::concurrent_lock(accessor, &self_, mode.into(), Some(timeout)).await
+        }
+    }
+
+    impl wit::HostFileLockGuard for LocksCtxView<'_> {
+        fn mode(&mut self, self_: Resource<FileLockGuardHandle>) -> wasmtime::Result<LockMode> {
+            let (mode, _) = self.file_guard_info(&self_).map_err(trap)?;
+            Ok(mode.into())
+        }
+
+        fn fencing_token(
+            &mut self,
+            self_: Resource<FileLockGuardHandle>,
+        ) -> wasmtime::Result<Option<u64>> {
+            let (_, token) = self.file_guard_info(&self_).map_err(trap)?;
+            Ok(token)
+        }
+
+        fn release(&mut self, guard: Resource<FileLockGuardHandle>) -> Result<(), LockError> {
+            self.release_guard(guard)
+        }
+
+        fn drop(&mut self, rep: Resource<FileLockGuardHandle>) -> wasmtime::Result<()> {
+            self.table.delete(rep)?;
+            Ok(())
+        }
+    }
+
+    impl<T: Send + 'static> wit::HostFileLockGuardWithStore<T> for Locks {
+        fn lost(
+            mut host: Access<'_, T, Self>,
+            self_: Resource<FileLockGuardHandle>,
+        ) -> wasmtime::Result<FutureReader<String>> {
+            let watch = host.get().file_loss(&self_).map_err(trap)?;
+            FutureReader::new(&mut host, async move {
+                Ok::<_, wasmtime::Error>(watch.lost().await)
+            })
+        }
+    }
+}
+
+/// Take a lock for a concurrent (0.2.0) call: prepare with the store, wait
+/// without it, and put the guard in the table in the same poll as the
+/// acquisition, so a cancellation either finds nothing taken (the dropped
+/// wait refunds its charge and closes its descriptor) or finds the guard in
+/// the table, where the guest's drop of the returned handle releases it.
+async fn concurrent_lock<T: Send + 'static>(
+    accessor: &wasmtime::component::Accessor<T, crate::ctx::Locks>,
+    handle: &Resource<FileLockHandle>,
+    mode: LockMode,
+    timeout: Option<Duration>,
+) -> Result<Resource<FileLockGuardHandle>, LockError> {
+    let (prepared, timeout) = accessor.with(|mut access| {
+        let mut view = access.get();
+        let timeout = view.ctx.wait_limit(timeout)?;
+        Ok::<_, LockError>((view.prepare_lock(handle)?, timeout))
+    })?;
+    let acquired = prepared.acquire(mode, timeout).await?;
+    accessor.with(|mut access| access.get().push_guard(acquired))
 }

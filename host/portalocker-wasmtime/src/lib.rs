@@ -94,6 +94,7 @@ mod file_lock;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod loss;
 mod redis_lock;
 mod sandbox;
 mod semaphore;
@@ -132,4 +133,26 @@ pub fn add_to_linker_sync<T: LocksView + 'static>(linker: &mut Linker<T>) -> was
 /// When the interfaces are already defined in `linker`.
 pub fn add_to_linker_async<T: LocksView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     bindings::async_::Plugin::add_to_linker::<T, Locks>(linker, |t| t.locks())
+}
+
+/// Add `portalocker:locks@0.2.0` to a linker whose engine has component-model
+/// concurrency (wasmtime's default with the `component-model-async`
+/// feature), beside 0.1.0 from [`add_to_linker_sync`] or
+/// [`add_to_linker_async`] if old plugins run too: both versions take the
+/// same locks through one [`LocksCtx`].
+///
+/// Its `async func`s run concurrently: a component's tasks wait on
+/// different locks at once, each woken on its own, and a waiting task holds
+/// no thread and no store borrow. Call the plugin's async `run` export with
+/// `Store::run_concurrent` (or `call_async`). A cancelled call (the guest
+/// dropped its future, the store was dropped) is dropped by wasmtime and
+/// leaves nothing behind.
+///
+/// # Errors
+///
+/// When the interfaces are already defined in `linker`.
+pub fn add_to_linker_concurrent<T: LocksView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    bindings::v0_2::Plugin::add_to_linker::<T, Locks>(linker, |t| t.locks())
 }

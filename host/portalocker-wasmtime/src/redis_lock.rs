@@ -17,6 +17,7 @@ use crate::bindings::{async_, sync_};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{ErrorCode, LockError, trap};
+use crate::loss::RedisLoss;
 
 /// The longest Redis lock name a guest may use, in bytes (before the
 /// host's prefix).
@@ -39,16 +40,54 @@ pub struct RedisGuardHandle {
     _charge: Charge,
 }
 
-impl RedisLockHandle {
-    /// A core error about this lock, told with the guest's name: the host's
-    /// prefix never reaches the guest.
+/// A Redis lock being taken: the configured lock and its charge, owned, so
+/// that the wait runs without the store. Dropping it at any point leaves
+/// nothing: the core's acquisition is cancel-safe (no subscription, no
+/// connection; a grant that raced the drop is released at once) and the
+/// charge is refunded.
+pub(crate) struct PreparedRedis {
+    lock: RedisLock,
+    name: String,
+    charge: Charge,
+}
+
+/// A Redis lock taken and not yet in the table.
+pub(crate) struct AcquiredRedis {
+    guard: RedisLockGuard,
+    charge: Charge,
+}
+
+impl PreparedRedis {
+    /// Take the lock without blocking the executor.
+    pub(crate) async fn acquire(self) -> Result<AcquiredRedis, LockError> {
+        match self.lock.acquire_async().await {
+            Ok(guard) => Ok(AcquiredRedis {
+                guard,
+                charge: self.charge,
+            }),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Take the lock, blocking this thread.
+    fn acquire_blocking(self) -> Result<AcquiredRedis, LockError> {
+        match self.lock.acquire() {
+            Ok(guard) => Ok(AcquiredRedis {
+                guard,
+                charge: self.charge,
+            }),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// A core error about this lock, told with the guest's name.
     fn error(&self, error: portalocker::Error) -> LockError {
         LockError::from_core(&self.name, error).renamed(self.lock.channel(), &self.name)
     }
 }
 
 impl LocksCtxView<'_> {
-    fn open_redis_lock(
+    pub(crate) fn open_redis_lock(
         &mut self,
         name: String,
         fencing: bool,
@@ -76,32 +115,38 @@ impl LocksCtxView<'_> {
         })?)
     }
 
-    fn redis_lock_name(&mut self, handle: &Resource<RedisLockHandle>) -> Result<String, LockError> {
+    pub(crate) fn redis_lock_name(
+        &mut self,
+        handle: &Resource<RedisLockHandle>,
+    ) -> Result<String, LockError> {
         Ok(self.table.get(handle)?.name.clone())
     }
 
     /// Charge the acquisition (a hold, a connection, the guard's handle) and
     /// configure the lock for it.
-    fn redis_lock_for(
+    pub(crate) fn prepare_redis(
         &mut self,
         handle: &Resource<RedisLockHandle>,
         mode: LockMode,
         timeout: Option<Duration>,
-    ) -> Result<(RedisLock, Charge), LockError> {
+    ) -> Result<PreparedRedis, LockError> {
         let charge = self.ctx.budget.charge(&[
             (Kind::Held, 1),
             (Kind::RedisConnections, 1),
             (Kind::Handles, 1),
             (Kind::Bytes, HANDLE_OVERHEAD),
         ])?;
-        let lock = self
-            .table
-            .get(handle)?
+        let handle = self.table.get(handle)?;
+        let lock = handle
             .lock
             .clone()
             .lock_mode(mode)
             .wait(crate::ctx::waiting(timeout));
-        Ok((lock, charge))
+        Ok(PreparedRedis {
+            lock,
+            name: handle.name.clone(),
+            charge,
+        })
     }
 
     /// Take a Redis lock, blocking this thread.
@@ -111,13 +156,10 @@ impl LocksCtxView<'_> {
         mode: LockMode,
         timeout: Option<Duration>,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
-        let (lock, charge) = self.redis_lock_for(handle, mode, timeout)?;
-        let guard = lock.acquire().map_err(|e| {
-            self.table
-                .get(handle)
-                .map_or_else(LockError::from, |h| h.error(e))
-        })?;
-        self.push_redis_guard(guard, charge)
+        let acquired = self
+            .prepare_redis(handle, mode, timeout)?
+            .acquire_blocking()?;
+        self.push_redis_guard(acquired)
     }
 
     /// Take a Redis lock without blocking the executor. Cancel-safe: a
@@ -128,27 +170,74 @@ impl LocksCtxView<'_> {
         mode: LockMode,
         timeout: Option<Duration>,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
-        let (lock, charge) = self.redis_lock_for(handle, mode, timeout)?;
-        let guard = lock.acquire_async().await.map_err(|e| {
-            self.table
-                .get(handle)
-                .map_or_else(LockError::from, |h| h.error(e))
-        })?;
-        self.push_redis_guard(guard, charge)
+        let acquired = self.prepare_redis(handle, mode, timeout)?.acquire().await?;
+        self.push_redis_guard(acquired)
     }
 
-    fn push_redis_guard(
+    /// Put a taken lock in the table. Call it in the same poll as the
+    /// acquisition: nothing may cancel between the two.
+    pub(crate) fn push_redis_guard(
         &mut self,
-        guard: RedisLockGuard,
-        charge: Charge,
+        acquired: AcquiredRedis,
     ) -> Result<Resource<RedisGuardHandle>, LockError> {
         Ok(self.table.push(RedisGuardHandle {
-            guard: Some(guard),
-            _charge: charge,
+            guard: Some(acquired.guard),
+            _charge: acquired.charge,
         })?)
     }
 
-    fn release_redis_guard(&mut self, guard: Resource<RedisGuardHandle>) -> Result<(), LockError> {
+    /// A watch of a held lock's loss, charged as a handle.
+    pub(crate) fn redis_loss(
+        &mut self,
+        guard: &Resource<RedisGuardHandle>,
+    ) -> Result<RedisLoss, LockError> {
+        let charge = self.ctx.budget.charge_handle(HANDLE_OVERHEAD)?;
+        let handle = self.table.get(guard)?;
+        let watch = handle
+            .guard
+            .as_ref()
+            .map(RedisLockGuard::loss_watch)
+            .ok_or_else(|| LockError::from(ErrorCode::Lost))?;
+        Ok(RedisLoss { watch, charge })
+    }
+
+    /// A held lock's fencing token.
+    pub(crate) fn redis_guard_token(
+        &mut self,
+        guard: &Resource<RedisGuardHandle>,
+    ) -> Result<Option<u64>, LockError> {
+        let handle = self.table.get(guard)?;
+        Ok(handle
+            .guard
+            .as_ref()
+            .and_then(RedisLockGuard::fencing_token))
+    }
+
+    /// Whether a held lock was lost.
+    pub(crate) fn redis_guard_is_lost(
+        &mut self,
+        guard: &Resource<RedisGuardHandle>,
+    ) -> Result<bool, LockError> {
+        let handle = self.table.get(guard)?;
+        Ok(handle.guard.as_ref().is_none_or(RedisLockGuard::is_lost))
+    }
+
+    /// A held lock's mode.
+    pub(crate) fn redis_guard_mode(
+        &mut self,
+        guard: &Resource<RedisGuardHandle>,
+    ) -> Result<LockMode, LockError> {
+        let handle = self.table.get(guard)?;
+        Ok(handle
+            .guard
+            .as_ref()
+            .map_or(LockMode::Exclusive, RedisLockGuard::mode))
+    }
+
+    pub(crate) fn release_redis_guard(
+        &mut self,
+        guard: Resource<RedisGuardHandle>,
+    ) -> Result<(), LockError> {
         let mut handle = self.table.delete(guard)?;
         match handle.guard.take() {
             Some(guard) => guard.release().map_err(|e| match e {
@@ -168,24 +257,11 @@ macro_rules! guard_impl {
                 &mut self,
                 self_: Resource<RedisGuardHandle>,
             ) -> wasmtime::Result<Option<u64>> {
-                let handle = self
-                    .table
-                    .get(&self_)
-                    .map_err(LockError::from)
-                    .map_err(trap)?;
-                Ok(handle
-                    .guard
-                    .as_ref()
-                    .and_then(RedisLockGuard::fencing_token))
+                self.redis_guard_token(&self_).map_err(trap)
             }
 
             fn is_lost(&mut self, self_: Resource<RedisGuardHandle>) -> wasmtime::Result<bool> {
-                let handle = self
-                    .table
-                    .get(&self_)
-                    .map_err(LockError::from)
-                    .map_err(trap)?;
-                Ok(handle.guard.as_ref().is_none_or(RedisLockGuard::is_lost))
+                self.redis_guard_is_lost(&self_).map_err(trap)
             }
 
             fn release(&mut self, guard: Resource<RedisGuardHandle>) -> Result<(), LockError> {
@@ -285,4 +361,136 @@ redis_lock_impl! {
         let timeout = self.ctx.wait_limit(Some(Duration::from_nanos(timeout)))?;
         self.redis_lock_waiting(&self_, mode.into(), timeout).await
     }
+}
+
+/// `portalocker:locks@0.2.0`: the calls that never talk to Redis take the
+/// view, as in 0.1.0; `lock`, `try-lock` and `lock-for` are concurrent (see
+/// [`concurrent_lock`]).
+mod concurrent {
+    use std::time::Duration;
+
+    use wasmtime::component::{Access, Accessor, FutureReader, Resource};
+
+    use super::{RedisGuardHandle, RedisLockHandle};
+    use crate::bindings::v0_2::portalocker::locks::redis_lock as wit;
+    use crate::bindings::v0_2::portalocker::locks::types::LockMode;
+    use crate::ctx::{Locks, LocksCtxView};
+    use crate::error::{LockError, trap};
+
+    impl wit::HostRedisLock for LocksCtxView<'_> {
+        fn open(
+            &mut self,
+            name: String,
+            fencing: bool,
+        ) -> Result<Resource<RedisLockHandle>, LockError> {
+            self.open_redis_lock(name, fencing)
+        }
+
+        fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
+            self.redis_lock_name(&self_).map_err(trap)
+        }
+
+        fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
+            self.table.delete(rep)?;
+            Ok(())
+        }
+    }
+
+    impl<T: Send + 'static> wit::HostRedisLockWithStore<T> for Locks {
+        async fn lock(
+            accessor: &Accessor<T, Self>,
+            self_: Resource<RedisLockHandle>,
+            mode: LockMode,
+        ) -> Result<Resource<RedisGuardHandle>, LockError> {
+            super::concurrent_lock(accessor, &self_, mode.into(), Wait::Host).await
+        }
+
+        async fn try_lock(
+            accessor: &Accessor<T, Self>,
+            self_: Resource<RedisLockHandle>,
+            mode: LockMode,
+        ) -> Result<Resource<RedisGuardHandle>, LockError> {
+            super::concurrent_lock(accessor, &self_, mode.into(), Wait::Not).await
+        }
+
+        async fn lock_for(
+            accessor: &Accessor<T, Self>,
+            self_: Resource<RedisLockHandle>,
+            mode: LockMode,
+            timeout: u64,
+        ) -> Result<Resource<RedisGuardHandle>, LockError> {
+            let timeout = Duration::from_nanos(timeout);
+            super::concurrent_lock(accessor, &self_, mode.into(), Wait::For(timeout)).await
+        }
+    }
+
+    impl wit::HostRedisLockGuard for LocksCtxView<'_> {
+        fn mode(&mut self, self_: Resource<RedisGuardHandle>) -> wasmtime::Result<LockMode> {
+            Ok(self.redis_guard_mode(&self_).map_err(trap)?.into())
+        }
+
+        fn fencing_token(
+            &mut self,
+            self_: Resource<RedisGuardHandle>,
+        ) -> wasmtime::Result<Option<u64>> {
+            self.redis_guard_token(&self_).map_err(trap)
+        }
+
+        fn is_lost(&mut self, self_: Resource<RedisGuardHandle>) -> wasmtime::Result<bool> {
+            self.redis_guard_is_lost(&self_).map_err(trap)
+        }
+
+        fn release(&mut self, guard: Resource<RedisGuardHandle>) -> Result<(), LockError> {
+            self.release_redis_guard(guard)
+        }
+
+        fn drop(&mut self, rep: Resource<RedisGuardHandle>) -> wasmtime::Result<()> {
+            self.table.delete(rep)?;
+            Ok(())
+        }
+    }
+
+    impl<T: Send + 'static> wit::HostRedisLockGuardWithStore<T> for Locks {
+        fn lost(
+            mut host: Access<'_, T, Self>,
+            self_: Resource<RedisGuardHandle>,
+        ) -> wasmtime::Result<FutureReader<String>> {
+            let watch = host.get().redis_loss(&self_).map_err(trap)?;
+            FutureReader::new(&mut host, async move {
+                Ok::<_, wasmtime::Error>(watch.lost().await)
+            })
+        }
+    }
+
+    /// How long a concurrent call may wait.
+    pub(super) enum Wait {
+        /// As long as the host allows.
+        Host,
+        /// Not at all (`try-lock`).
+        Not,
+        /// At most this long (within what the host allows).
+        For(Duration),
+    }
+}
+
+/// Take a Redis lock for a concurrent (0.2.0) call: prepare with the store,
+/// wait without it, and put the guard in the table in the same poll as the
+/// acquisition (see `file_lock::concurrent_lock`).
+async fn concurrent_lock<T: Send + 'static>(
+    accessor: &wasmtime::component::Accessor<T, crate::ctx::Locks>,
+    handle: &Resource<RedisLockHandle>,
+    mode: LockMode,
+    wait: concurrent::Wait,
+) -> Result<Resource<RedisGuardHandle>, LockError> {
+    let prepared = accessor.with(|mut access| {
+        let mut view = access.get();
+        let timeout = match wait {
+            concurrent::Wait::Host => view.ctx.wait_limit(None)?,
+            concurrent::Wait::Not => Some(Duration::ZERO),
+            concurrent::Wait::For(t) => view.ctx.wait_limit(Some(t))?,
+        };
+        view.prepare_redis(handle, mode, timeout)
+    })?;
+    let acquired = prepared.acquire().await?;
+    accessor.with(|mut access| access.get().push_redis_guard(acquired))
 }

@@ -227,6 +227,36 @@ impl Resolved {
         open_in(&self.grant.dir, &format!("{}/{name}", self.relative))
     }
 
+    /// Open (creating it) the fencing counter beside the lock file this
+    /// names (`{path}.fence`, see [`portalocker::fence`]): read-write, never
+    /// through a final symlink, never blocking.
+    pub(crate) fn open_fence_file(&self) -> io::Result<File> {
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .write(true)
+            .create(true)
+            .follow(FollowSymlinks::No);
+        #[cfg(unix)]
+        {
+            use cap_std::fs::OpenOptionsExt;
+            options
+                .mode(0o666)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+        }
+        let name = format!("{}{}", self.relative, portalocker::fence::FENCE_SUFFIX);
+        Ok(self.grant.dir.open_with(name, &options)?.into_std())
+    }
+
+    /// The file `name` in the directory this names (a semaphore's slot).
+    pub(crate) fn child(&self, name: &str) -> Resolved {
+        Resolved {
+            grant: Arc::clone(&self.grant),
+            relative: format!("{}/{name}", self.relative.trim_end_matches('/')),
+            guest: format!("{}/{name}", self.guest.trim_end_matches('/')),
+        }
+    }
+
     /// Check that this names a directory (through the grant).
     pub(crate) fn check_dir(&self) -> Result<(), LockError> {
         let meta = self

@@ -65,6 +65,29 @@ impl LockGuard {
         }
     }
 
+    /// Draw this exclusive holder's fencing token: advance the counter in
+    /// `{path}.fence` beside the lock file (see [`crate::fence`]) and return
+    /// it. Tokens grow with every draw by any process, so a resource that
+    /// keeps the highest token it has seen rejects a stale holder.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a shared lock (readers draw no
+    /// token); [`Error::Io`] when the counter file cannot be opened (a
+    /// symlink is refused), read or written, or holds no counter.
+    pub fn draw_fencing_token(&self) -> Result<u64> {
+        if self.mode != LockMode::Exclusive {
+            return Err(Error::InvalidArgument(
+                "only an exclusive holder draws a fencing token".into(),
+            ));
+        }
+        let path = crate::fence::fence_path(&self.path);
+        crate::fence::fence_open_options()
+            .open(&path)
+            .and_then(|counter| crate::fence::advance_fence(&counter))
+            .map_err(|e| Error::io("advance the fencing counter", path, e))
+    }
+
     /// Truncate the locked file (for the write modes, once locked).
     pub(crate) fn truncate(&self) -> Result<()> {
         let mut file = self.file();

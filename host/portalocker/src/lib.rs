@@ -69,6 +69,7 @@
 
 mod atomic;
 mod error;
+pub mod fence;
 mod flags;
 mod guard;
 mod lock;
