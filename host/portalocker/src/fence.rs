@@ -19,7 +19,7 @@
 //! let first = lock.acquire()?.draw_fencing_token()?;
 //! let second = lock.acquire()?.draw_fencing_token()?;
 //! assert!(second > first);
-//! # Ok::<(), portalocker::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fs::{File, OpenOptions};
