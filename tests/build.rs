@@ -15,6 +15,8 @@ fn main() {
     let root = manifest_dir.parent().unwrap();
     for watched in [
         programs.join("src"),
+        programs.join("aio/src"),
+        programs.join("aio/Cargo.toml"),
         programs.join("Cargo.toml"),
         programs.join("Cargo.lock"),
         root.join("wit"),
@@ -22,6 +24,7 @@ fn main() {
         root.join("guest/portalocker-guest/Cargo.toml"),
         root.join("guest/middleware"),
         root.join("guest/provider"),
+        root.join("guest/examples/async-tasks"),
         root.join("guest/Cargo.toml"),
         root.join("guest/Cargo.lock"),
     ] {
@@ -31,11 +34,12 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target_dir = out_dir.join("wasm");
     assert!(
-        build_wasm(&programs.join("Cargo.toml"), &[], &target_dir),
+        build_wasm(&programs.join("Cargo.toml"), &["--workspace"], &target_dir),
         "building the guest test programs for wasm32-wasip2 failed; if the target is missing, \
          install it with `rustup target add wasm32-wasip2` (scripts/setup.sh does)"
     );
-    // The middleware and the test provider, as users build them.
+    // The middleware, the test provider and the async example, as users
+    // build them.
     let packages: Vec<&str> = COMPONENTS.iter().map(|(package, _)| *package).collect();
     assert!(
         build_wasm(&root.join("guest/Cargo.toml"), &packages, &target_dir),
@@ -91,19 +95,35 @@ fn main() {
         )
         .unwrap();
     }
+    // The 0.2.0 scenarios: one async component (a cdylib), not a program.
+    let aio = wasm_dir.join("portalocker_test_aio.wasm");
+    assert!(aio.exists(), "{} was not built", aio.display());
+    writeln!(
+        code,
+        "/// The `portalocker:locks@0.2.0` scenarios component."
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "pub const AIO: &str = {:?};",
+        aio.display().to_string()
+    )
+    .unwrap();
     fs::write(out_dir.join("components.rs"), code).unwrap();
 }
 
 /// The guest workspace's components the tests compose: package, constant.
-const COMPONENTS: [(&str, &str); 4] = [
+const COMPONENTS: [(&str, &str); 5] = [
     ("portalocker-namespace", "NAMESPACE"),
     ("portalocker-trace", "TRACE"),
     ("portalocker-lockdep", "LOCKDEP"),
     ("portalocker-test-provider", "TEST_PROVIDER"),
+    ("async-tasks", "ASYNC_TASKS"),
 ];
 
 /// `cargo build --release --locked --target wasm32-wasip2` of `packages`
-/// (all when empty) in the workspace of `manifest`, into `target_dir`;
+/// (the root package when empty, all with `--workspace`) in the workspace
+/// of `manifest`, into `target_dir`;
 /// whether it succeeded.
 fn build_wasm(manifest: &Path, packages: &[&str], target_dir: &Path) -> bool {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -116,7 +136,10 @@ fn build_wasm(manifest: &Path, packages: &[&str], target_dir: &Path) -> bool {
             "--manifest-path",
         ])
         .arg(manifest)
-        .args(packages.iter().flat_map(|package| ["-p", package]))
+        .args(packages.iter().flat_map(|package| match *package {
+            "--workspace" => vec![*package],
+            package => vec!["-p", package],
+        }))
         .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use portalocker_wasmtime::{Limits, LocksCtx, LocksCtxView, LocksView};
+use portalocker_wasmtime::{Limits, LocksCtx, LocksCtxView, LocksView, Usage};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -269,6 +269,50 @@ impl Run {
         .await;
         drop(store);
         outcome(result, &stdout, &stderr)
+    }
+
+    /// Run a 0.2.0 plugin (it exports `wasi:cli/run@0.3.0`) with the
+    /// concurrent bindings, 0.1.0's async ones and WASI 0.2 beside them, as
+    /// `portalocker run` links them. Also returns what the instance still
+    /// held when its `run` returned, before the store is dropped: whatever
+    /// the guest let go of must be gone by then.
+    pub async fn run_concurrent(&self) -> (Outcome, Usage) {
+        static LINKER: OnceLock<Linker<State>> = OnceLock::new();
+        let linker = LINKER.get_or_init(|| {
+            let mut linker = Linker::<State>::new(engine());
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+            portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
+            portalocker_wasmtime::add_to_linker_concurrent(&mut linker).unwrap();
+            linker
+        });
+        let (mut store, stdout, stderr) = self.store(false);
+        let result = async {
+            let instance = linker
+                .instantiate_async(&mut store, &component(&self.program))
+                .await?;
+            let interface = instance
+                .get_export_index(&mut store, None, "wasi:cli/run@0.3.0")
+                .ok_or_else(|| wasmtime::format_err!("no wasi:cli/run@0.3.0 export"))?;
+            let run = instance
+                .get_export_index(&mut store, Some(&interface), "run")
+                .ok_or_else(|| wasmtime::format_err!("no run"))?;
+            let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, &run)?;
+            let (result,) = run.call_async(&mut store, ()).await?;
+            Ok(result)
+        }
+        .await;
+        let usage = store.data().locks.usage();
+        drop(store);
+        (outcome(result, &stdout, &stderr), usage)
+    }
+
+    /// [`Run::run_concurrent`] on a fresh single-threaded runtime.
+    pub fn concurrent(&self) -> (Outcome, Usage) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(self.run_concurrent())
     }
 
     /// Run with the async bindings on a fresh single-threaded runtime.

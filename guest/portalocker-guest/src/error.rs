@@ -1,7 +1,5 @@
 //! The error every lock call returns.
 
-use std::io;
-
 #[doc(inline)]
 /// (The generated type implements `Display` and `std::error::Error`.)
 pub use crate::wit::portalocker::locks::types::Error;
@@ -9,29 +7,41 @@ pub use crate::wit::portalocker::locks::types::Error;
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl Error {
-    /// Whether someone else holds the lock ([`Error::WouldBlock`] or
-    /// [`Error::TimedOut`]).
-    pub fn is_contention(&self) -> bool {
-        matches!(self, Error::WouldBlock | Error::TimedOut)
-    }
+/// `is_contention` and the conversion to `io::Error` for a generated
+/// `error` type (0.1.0's and 0.2.0's are distinct types with the same cases).
+macro_rules! error_helpers {
+    ($error:ty) => {
+        impl $error {
+            /// Whether someone else holds the lock (`WouldBlock` or
+            /// `TimedOut`).
+            pub fn is_contention(&self) -> bool {
+                matches!(self, Self::WouldBlock | Self::TimedOut)
+            }
+        }
+
+        impl From<$error> for std::io::Error {
+            /// Contention maps to [`std::io::ErrorKind::WouldBlock`] /
+            /// [`std::io::ErrorKind::TimedOut`], refusals to
+            /// [`std::io::ErrorKind::PermissionDenied`] and bad input to
+            /// [`std::io::ErrorKind::InvalidInput`].
+            fn from(error: $error) -> Self {
+                use std::io::ErrorKind;
+                type E = $error;
+                let kind = match &error {
+                    E::WouldBlock => ErrorKind::WouldBlock,
+                    E::TimedOut => ErrorKind::TimedOut,
+                    E::AccessDenied(_) => ErrorKind::PermissionDenied,
+                    E::InvalidArgument(_) => ErrorKind::InvalidInput,
+                    E::LimitExceeded(_) => ErrorKind::QuotaExceeded,
+                    E::Unsupported(_) => ErrorKind::Unsupported,
+                    E::Lost | E::Other(_) => ErrorKind::Other,
+                };
+                std::io::Error::new(kind, error)
+            }
+        }
+    };
 }
 
-impl From<Error> for io::Error {
-    /// Contention maps to [`io::ErrorKind::WouldBlock`] /
-    /// [`io::ErrorKind::TimedOut`], refusals to
-    /// [`io::ErrorKind::PermissionDenied`] and bad input to
-    /// [`io::ErrorKind::InvalidInput`].
-    fn from(error: Error) -> Self {
-        let kind = match &error {
-            Error::WouldBlock => io::ErrorKind::WouldBlock,
-            Error::TimedOut => io::ErrorKind::TimedOut,
-            Error::AccessDenied(_) => io::ErrorKind::PermissionDenied,
-            Error::InvalidArgument(_) => io::ErrorKind::InvalidInput,
-            Error::LimitExceeded(_) => io::ErrorKind::QuotaExceeded,
-            Error::Unsupported(_) => io::ErrorKind::Unsupported,
-            Error::Lost | Error::Other(_) => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, error)
-    }
-}
+pub(crate) use error_helpers;
+
+error_helpers!(Error);

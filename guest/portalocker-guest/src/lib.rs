@@ -22,7 +22,13 @@
 //!     Ok(())
 //! } // guards dropped: the slot and the lock are released
 //! ```
+//!
+//! With the `async` feature, [`aio`] is the same for
+//! `portalocker:locks@0.2.0`: locks awaited by the tasks of an async
+//! component, cancellable, with loss futures and fencing tokens.
 
+#[cfg(feature = "async")]
+pub mod aio;
 mod error;
 mod file;
 mod redis;

@@ -454,11 +454,12 @@ mod concurrent {
         fn lost(
             mut host: Access<'_, T, Self>,
             self_: Resource<RedisGuardHandle>,
-        ) -> wasmtime::Result<FutureReader<String>> {
-            let watch = host.get().redis_loss(&self_).map_err(trap)?;
+        ) -> Result<FutureReader<String>, LockError> {
+            let watch = host.get().redis_loss(&self_)?;
             FutureReader::new(&mut host, async move {
                 Ok::<_, wasmtime::Error>(watch.lost().await)
             })
+            .map_err(LockError::Trap)
         }
     }
 

@@ -425,11 +425,12 @@ mod concurrent {
         fn lost(
             mut host: Access<'_, T, Self>,
             self_: Resource<PermitHandle>,
-        ) -> wasmtime::Result<FutureReader<String>> {
-            let watch = host.get().permit_loss(&self_).map_err(trap)?;
+        ) -> Result<FutureReader<String>, LockError> {
+            let watch = host.get().permit_loss(&self_)?;
             FutureReader::new(&mut host, async move {
                 Ok::<_, wasmtime::Error>(watch.lost().await)
             })
+            .map_err(LockError::Trap)
         }
     }
 }

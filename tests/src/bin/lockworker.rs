@@ -4,6 +4,8 @@
 //! lockworker hold LOCK [--shared]             hold until stdin closes
 //! lockworker try LOCK                          exit 0 if it could lock, 3 if busy
 //! lockworker count LOCK DATA N                 N locked increments of DATA
+//! lockworker fenced-count LOCK DATA TOKENS N   the same, each drawing a fencing
+//!                                              token above the last in TOKENS
 //! lockworker sem-hold DIR NAME SLOTS           hold a slot until stdin closes
 //! lockworker sem-count DIR NAME SLOTS N TRACK  N slot holds, tracking peak concurrency
 //! lockworker pid-hold PIDFILE                  hold a PID-file lock until stdin closes
@@ -44,6 +46,22 @@ fn main() -> Result<()> {
             let lock = Lock::new(lock).wait(Wait::FOREVER);
             for _ in 0..n.parse::<u64>()? {
                 let guard = lock.acquire()?;
+                let value = read_counter(Path::new(data))?;
+                write_counter(Path::new(data), value + 1)?;
+                guard.release()?;
+            }
+            Ok(())
+        }
+        ["fenced-count", lock, data, tokens, n] => {
+            let lock = Lock::new(lock).wait(Wait::FOREVER);
+            for _ in 0..n.parse::<u64>()? {
+                let guard = lock.acquire()?;
+                let token = guard.draw_fencing_token()?;
+                let last = read_counter(Path::new(tokens))?;
+                if token <= last {
+                    bail!("fencing token {token} is not above the last one, {last}");
+                }
+                write_counter(Path::new(tokens), token)?;
                 let value = read_counter(Path::new(data))?;
                 write_counter(Path::new(data), value + 1)?;
                 guard.release()?;
