@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Loop the concurrency-sensitive tests: plugins in both modes (and
+# Loop the concurrency-sensitive tests: plugins in both modes and 0.2.0 (and
 # composed with middleware), the Redis lock, several processes on one lock,
 # Python interoperability, the CLI, the crash matrix and the cancellation
 # tests. A test that fails once in these rounds is a race,
@@ -24,7 +24,7 @@ export PORTALOCKER_CRASH_ROUNDS="${PORTALOCKER_CRASH_ROUNDS:-6}"
 logs="$cache/stress"
 mkdir -p "$logs"
 
-suites=(wasm redis_lock redis_weather multiprocess cancel cli_run cli interop_python crash_matrix compose)
+suites=(wasm aio redis_lock redis_weather multiprocess cancel cli_run cli interop_python crash_matrix compose)
 tests=()
 for suite in "${suites[@]}"; do tests+=(--test "$suite"); done
 

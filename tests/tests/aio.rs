@@ -145,6 +145,75 @@ fn an_exact_counter_across_native_python_and_both_plugin_versions() {
     assert_eq!(read_counter(&tokens).unwrap(), 500);
 }
 
+/// One Redis lock: native processes, Python's portalocker and 0.2.0
+/// plugins (in this host and in `portalocker run` processes, fenced, through
+/// `lock`, `lock-for` and `try-lock` in turn) keep one exact counter; the
+/// plugins' tokens only grow.
+#[test]
+fn an_exact_redis_counter_across_native_python_and_plugins() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, tokens) = (dir.path().join("c"), dir.path().join("tokens"));
+    let mut children: Vec<Child> = Vec::new();
+    children.push(
+        lockworker()
+            .args(["redis-count", &server.url(), "p:count"])
+            .arg(&data)
+            .arg("60")
+            .spawn()
+            .unwrap(),
+    );
+    children.push(
+        pyworker()
+            .args(["redis-count", &server.url(), "p:count"])
+            .arg(&data)
+            .arg("30")
+            .spawn()
+            .unwrap(),
+    );
+    children.push(
+        cli()
+            .args([
+                "run",
+                "--redis",
+                &server.url(),
+                "--redis-prefix",
+                "p:",
+                "--dir",
+            ])
+            .arg(format!("{}::/data", dir.path().display()))
+            .arg(AIO)
+            .args([
+                "--",
+                "redis-counter",
+                "count",
+                "/data/c",
+                "/data/tokens",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let run = Run::new(
+        AIO,
+        &["redis-counter", "count", "/data/c", "/data/tokens", "60"],
+    )
+    .grant(dir.path(), "/data")
+    .redis(&server.url(), "p:");
+    let in_host = std::thread::spawn(move || {
+        assert_ok_and_empty(run.concurrent());
+    });
+    for child in &mut children {
+        assert!(child.wait().unwrap().success());
+    }
+    in_host.join().unwrap();
+    assert_eq!(read_counter(&data).unwrap(), 60 + 30 + 60 + 60);
+    // The plugins' 120 exclusive holds each drew a token (their shared ones
+    // drew some more).
+    assert!(read_counter(&tokens).unwrap() >= 120);
+}
+
 /// Eight tasks of one component wait on eight locks at once, in a
 /// `portalocker run` process (one thread for the runtime): each is woken
 /// when its own lock frees, in the order the locks free.

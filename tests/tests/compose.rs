@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use common::{cli, lockworker};
 use portalocker::{Error, Lock, Wait};
-use portalocker_tests::components::{LOCKDEP, NAMESPACE, TEST_PROVIDER, TRACE};
+use portalocker_tests::components::{AIO, LOCKDEP, NAMESPACE, TEST_PROVIDER, TRACE};
 use portalocker_tests::programs::{
     FILE_LOCK_BASIC, FILE_LOCK_COUNTER, LOCK_NAMES, LOCK_ORDERS, LOCK_SEMANTICS,
 };
@@ -460,6 +460,14 @@ fn composition_errors_name_the_component_and_the_interface() {
     assert_eq!(code, Some(65), "{stderr}");
     assert!(
         stderr.contains(&format!("{FILE_LOCK_BASIC} does not export portalocker:locks/file-lock@0.1.0, which {LOCK_ORDERS} imports")),
+        "{stderr}"
+    );
+    // 0.1.0 middleware in front of a 0.2.0 plugin: a version mismatch,
+    // never a silent pass-through.
+    let (code, stderr) = compose(&["--with", TRACE, AIO]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(
+        stderr.contains("not a version compatible with portalocker:locks/file-lock@0.2.0"),
         "{stderr}"
     );
     // Not a component at all.

@@ -16,6 +16,9 @@
 //! - `lost-redis NAME`: take the Redis lock, say `locked`, await the loss.
 //! - `watch-budget LOCK`: loss watches past the handle limit are refused
 //!   with `limit-exceeded`, and allowed again once dropped.
+//! - `redis-counter NAME DATA TOKENS N`: N fenced Redis holds through
+//!   `lock`, `lock-for` and `try-lock` in turn, each incrementing DATA and
+//!   checking its token against TOKENS, with a shared hold between.
 //! - `calls DIR`: every call of the interface, once.
 
 use std::time::Duration;
@@ -54,6 +57,9 @@ async fn main() -> Result<(), Error> {
         ["lost-redis", name] => lost_redis(name).await,
         ["watch-budget", lock] => watch_budget(lock).await,
         ["calls", dir] => calls(dir).await,
+        ["redis-counter", name, data, tokens, n] => {
+            redis_counter(name, data, tokens, n.parse().unwrap()).await
+        }
         other => Err(fail(format!("unknown scenario {other:?}"))),
     }
 }
@@ -245,6 +251,48 @@ async fn watch_budget(path: &str) -> Result<(), Error> {
     watches.clear();
     drop(guard.lost()?);
     guard.release()
+}
+
+async fn redis_counter(name: &str, data: &str, tokens: &str, n: u32) -> Result<(), Error> {
+    let lock = RedisLock::open(name, true)?;
+    if lock.name() != name {
+        return Err(fail("name"));
+    }
+    for i in 0..n {
+        let guard = match i % 3 {
+            0 => lock.lock().await?,
+            1 => lock.lock_for(Duration::from_secs(60)).await?,
+            _ => loop {
+                match lock.try_lock().await {
+                    Ok(guard) => break guard,
+                    Err(Error::WouldBlock) => aio::yield_now().await,
+                    Err(other) => return Err(other),
+                }
+            },
+        };
+        if guard.mode() != LockMode::Exclusive || guard.is_lost() {
+            return Err(fail("an exclusive, held guard"));
+        }
+        let token = guard.fencing_token().ok_or_else(|| fail("no fencing token"))?;
+        let last = read_number(tokens);
+        if token <= last {
+            return Err(fail(format!("token {token} is not above the last one, {last}")));
+        }
+        std::fs::write(tokens, format!("{token}\n")).map_err(|e| fail(e.to_string()))?;
+        let value = read_number(data);
+        std::fs::write(data, format!("{}\n", value + 1)).map_err(|e| fail(e.to_string()))?;
+        guard.release()?;
+        if i % 10 == 0 {
+            let reader = lock.lock_shared_for(Duration::from_secs(60)).await?;
+            if reader.mode() != LockMode::Shared {
+                return Err(fail("a shared guard"));
+            }
+            drop(reader);
+            drop(lock.try_lock_shared().await);
+        }
+    }
+    println!("ok");
+    Ok(())
 }
 
 async fn calls(dir: &str) -> Result<(), Error> {
