@@ -113,6 +113,22 @@ pub fn run_program(
     Ok(outcome.stdout.trim().to_owned())
 }
 
+/// Run the 0.2.0 scenarios component (`tests/programs/aio`) with `args`
+/// and `dir` granted as `/data`, on the concurrent host; what it printed.
+///
+/// # Errors
+///
+/// When the plugin fails.
+pub fn run_async_plugin(dir: &Path, args: &[&str]) -> Result<String> {
+    let (outcome, _) = Run::new(portalocker_tests::components::AIO, args)
+        .grant(dir, "/data")
+        .concurrent();
+    if let Err(e) = &outcome.result {
+        bail!("the 0.2.0 plugin failed: {e}\n{}", outcome.stderr);
+    }
+    Ok(outcome.stdout.trim().to_owned())
+}
+
 /// W7 figures, in microseconds per start.
 pub struct Start {
     /// `InstancePre::instantiate` alone, pooling allocator.
@@ -127,8 +143,9 @@ pub struct Start {
     pub start_and_cycle: f64,
 }
 
-/// An engine like the tests' (fuel on) whose instances come from a
-/// pooling allocator: memories and tables are reserved once and reused.
+/// An engine like the tests' (fuel on, no component-model concurrency, as
+/// `portalocker run` makes it for 0.1.0 plugins) whose instances come from
+/// a pooling allocator: memories and tables are reserved once and reused.
 fn pooled_engine() -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(16)
@@ -138,6 +155,7 @@ fn pooled_engine() -> Result<Engine> {
     let mut config = Config::new();
     config
         .consume_fuel(true)
+        .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
 }

@@ -51,11 +51,24 @@ impl LocksView for State {
 }
 
 /// The shared engine: fuel on, so a runaway guest can be stopped.
+/// Without the component model's concurrency, as `portalocker run` makes
+/// it for 0.1.0 plugins (concurrency makes their host calls dearer).
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(true).concurrency_support(false);
+        Engine::new(&config).expect("engine")
+    })
+}
+
+/// The engine for 0.2.0 plugins: fuel on, and the component model's
+/// concurrency.
+pub fn concurrent_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.consume_fuel(true).concurrency_support(true);
         Engine::new(&config).expect("engine")
     })
 }
@@ -64,16 +77,30 @@ pub fn engine() -> &'static Engine {
 /// compiled, a `.cwasm` written by [`precompile`] is loaded.
 pub fn component(path: &str) -> Component {
     static CACHE: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
+    compiled(engine(), CACHE.get_or_init(Default::default), path)
+}
+
+/// A compiled 0.2.0 guest, for [`concurrent_engine`].
+pub fn concurrent_component(path: &str) -> Component {
+    static CACHE: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
+    compiled(
+        concurrent_engine(),
+        CACHE.get_or_init(Default::default),
+        path,
+    )
+}
+
+/// `path` compiled for `engine`, through `cache`.
+fn compiled(engine: &Engine, cache: &Mutex<HashMap<String, Component>>, path: &str) -> Component {
     if let Some(component) = cache.lock().unwrap().get(path) {
         return component.clone();
     }
     let component = if path.ends_with(".cwasm") {
         // SAFETY: a `.cwasm` here is one the benchmark precompiled with this
         // engine's configuration (see `precompile`), never foreign input.
-        unsafe { Component::deserialize_file(engine(), path) }
+        unsafe { Component::deserialize_file(engine, path) }
     } else {
-        Component::from_file(engine(), path)
+        Component::from_file(engine, path)
     }
     .unwrap_or_else(|e| panic!("compiling {path}: {e:?}"));
     cache
@@ -190,7 +217,11 @@ impl Run {
     /// A store for this run; with `blocking`, WASI file operations may
     /// block the calling thread (right for the sync host, which runs one
     /// plugin on it, as `portalocker run` does; not for an async host).
-    fn store(&self, blocking: bool) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
+    fn store(
+        &self,
+        engine: &Engine,
+        blocking: bool,
+    ) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
         let stdout = MemoryOutputPipe::new(1 << 20);
         let stderr = MemoryOutputPipe::new(1 << 20);
         let mut wasi = WasiCtx::builder();
@@ -219,7 +250,7 @@ impl Run {
             table: ResourceTable::new(),
             memory: memory.build(),
         };
-        let mut store = Store::new(engine(), state);
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_fuel(self.fuel).expect("fuel");
         (store, stdout, stderr)
@@ -234,7 +265,7 @@ impl Run {
             portalocker_wasmtime::add_to_linker_sync(&mut linker).unwrap();
             linker
         });
-        let (mut store, stdout, stderr) = self.store(true);
+        let (mut store, stdout, stderr) = self.store(engine(), true);
         let result = (|| {
             let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
                 &mut store,
@@ -256,7 +287,7 @@ impl Run {
             portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
             linker
         });
-        let (mut store, stdout, stderr) = self.store(false);
+        let (mut store, stdout, stderr) = self.store(engine(), false);
         let result = async {
             let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
                 &mut store,
@@ -279,16 +310,16 @@ impl Run {
     pub async fn run_concurrent(&self) -> (Outcome, Usage) {
         static LINKER: OnceLock<Linker<State>> = OnceLock::new();
         let linker = LINKER.get_or_init(|| {
-            let mut linker = Linker::<State>::new(engine());
+            let mut linker = Linker::<State>::new(concurrent_engine());
             wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
             portalocker_wasmtime::add_to_linker_async(&mut linker).unwrap();
             portalocker_wasmtime::add_to_linker_concurrent(&mut linker).unwrap();
             linker
         });
-        let (mut store, stdout, stderr) = self.store(false);
+        let (mut store, stdout, stderr) = self.store(concurrent_engine(), false);
         let result = async {
             let instance = linker
-                .instantiate_async(&mut store, &component(&self.program))
+                .instantiate_async(&mut store, &concurrent_component(&self.program))
                 .await?;
             let interface = instance
                 .get_export_index(&mut store, None, "wasi:cli/run@0.3.0")

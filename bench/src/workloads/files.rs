@@ -78,6 +78,29 @@ pub fn w1(b: &mut Bench<'_>) -> Result<()> {
             "ns per try-lock + release of one file-lock handle, timed in the guest",
         );
 
+        for (how, implementation, what) in [
+            ("try", "ours-plugin-0.2", "try-lock"),
+            ("await", "ours-plugin-0.2-await", "awaited lock"),
+        ] {
+            let out = crate::plugin::run_async_plugin(
+                b.dir.path(),
+                &["pairs", &guest, &n.to_string(), how],
+            )?;
+            b.report.add(
+                "W1",
+                implementation,
+                "pair",
+                "ns",
+                Better::Lower,
+                out.parse()?,
+                true,
+                &format!(
+                    "ns per {what} + release of one file-lock handle, a portalocker:locks@0.2.0 \
+                     plugin (async component, concurrent host), timed in the guest"
+                ),
+            );
+        }
+
         // The same plugin behind each middleware (`guest/middleware`): a
         // pair is two calls through it, so its cost per call is half the
         // difference.

@@ -93,7 +93,6 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         .map(|d| parse_dir(d))
         .collect::<Result<Vec<_>, _>>()?;
     let env = parse_env(&args)?;
-    let engine = engine(&args)?;
     let bytes = if args.with.is_empty() {
         std::fs::read(&args.plugin).map_err(|e| {
             Failure::because(
@@ -105,8 +104,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     } else {
         crate::compose_command::composed(&args.plugin, &args.with, None, &args.config)?
     };
+    let concurrent = is_async_plugin(&bytes);
+    let engine = engine(&args, concurrent)?;
     let component = load(&engine, &args.plugin, &bytes, !args.no_cache)?;
-    let linker = linker(&engine)?;
+    let linker = linker(&engine, concurrent)?;
     let mut store = Store::new(&engine, state(&args, &grants, &env)?);
     if let Some(fuel) = args.fuel {
         store
@@ -120,24 +121,52 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     status(outcome?)
 }
 
-/// The engine: fuel if `--fuel`, epochs if `--timeout`.
-fn engine(args: &RunArgs) -> Result<Engine, Failure> {
+/// Whether `bytes` is a 0.2.0 plugin: it imports `portalocker:locks@0.2`
+/// or exports WASI 0.3's `run` (its nested components included).
+fn is_async_plugin(bytes: &[u8]) -> bool {
+    let is_async = |name: &str| {
+        (name.starts_with("portalocker:locks/") && name.contains("@0.2."))
+            || name.starts_with("wasi:cli/run@0.3.")
+    };
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .map_while(Result::ok)
+        .any(|payload| match payload {
+            wasmparser::Payload::ComponentImportSection(imports) => imports
+                .into_iter()
+                .map_while(Result::ok)
+                .any(|import| is_async(import.name.name)),
+            wasmparser::Payload::ComponentExportSection(exports) => exports
+                .into_iter()
+                .map_while(Result::ok)
+                .any(|export| is_async(export.name.name)),
+            _ => false,
+        })
+}
+
+/// The engine: fuel if `--fuel`, epochs if `--timeout`, and the component
+/// model's concurrency only for a 0.2.0 plugin (it makes every host call of
+/// a 0.1.0 plugin dearer, and a component boundary more so).
+fn engine(args: &RunArgs, concurrent: bool) -> Result<Engine, Failure> {
     let mut config = Config::new();
     config.consume_fuel(args.fuel.is_some());
     config.epoch_interruption(args.timeout.is_some());
+    config.concurrency_support(concurrent);
     Engine::new(&config).map_err(|e| Failure::because(exit::SOFTWARE, "creating the engine", e))
 }
 
-/// WASI and the lock imports: 0.1.0 in its async flavour and 0.2.0,
-/// concurrent, on the same locks.
-fn linker(engine: &Engine) -> Result<Linker<State>, Failure> {
+/// WASI and the lock imports: 0.1.0 in its async flavour and, for a 0.2.0
+/// plugin, 0.2.0, concurrent, on the same locks.
+fn linker(engine: &Engine, concurrent: bool) -> Result<Linker<State>, Failure> {
     let mut linker = Linker::<State>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| Failure::because(exit::SOFTWARE, "linking WASI", e))?;
     portalocker_wasmtime::add_to_linker_async(&mut linker)
         .map_err(|e| Failure::because(exit::SOFTWARE, "linking the locks", e))?;
-    portalocker_wasmtime::add_to_linker_concurrent(&mut linker)
-        .map_err(|e| Failure::because(exit::SOFTWARE, "linking the locks (0.2.0)", e))?;
+    if concurrent {
+        portalocker_wasmtime::add_to_linker_concurrent(&mut linker)
+            .map_err(|e| Failure::because(exit::SOFTWARE, "linking the locks (0.2.0)", e))?;
+    }
     Ok(linker)
 }
 

@@ -20,6 +20,9 @@
 //!   `lock`, `lock-for` and `try-lock` in turn, each incrementing DATA and
 //!   checking its token against TOKENS, with a shared hold between.
 //! - `calls DIR`: every call of the interface, once.
+//! - `pairs LOCK N HOW`: time N uncontended lock + release pairs of one
+//!   handle, through `try-lock` (`HOW` = `try`) or an awaited `lock`
+//!   (`await`); prints nanoseconds per pair (the benchmark's W1).
 
 use std::time::Duration;
 
@@ -57,6 +60,7 @@ async fn main() -> Result<(), Error> {
         ["lost-redis", name] => lost_redis(name).await,
         ["watch-budget", lock] => watch_budget(lock).await,
         ["calls", dir] => calls(dir).await,
+        ["pairs", lock, n, how] => pairs(lock, n.parse().unwrap(), how).await,
         ["redis-counter", name, data, tokens, n] => {
             redis_counter(name, data, tokens, n.parse().unwrap()).await
         }
@@ -292,6 +296,19 @@ async fn redis_counter(name: &str, data: &str, tokens: &str, n: u32) -> Result<(
         }
     }
     println!("ok");
+    Ok(())
+}
+
+async fn pairs(path: &str, n: u32, how: &str) -> Result<(), Error> {
+    let lock = FileLock::open(path, false)?;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        match how {
+            "try" => lock.try_lock()?.release()?,
+            _ => lock.lock().await?.release()?,
+        }
+    }
+    println!("{}", started.elapsed().as_nanos() / u128::from(n.max(1)));
     Ok(())
 }
 
