@@ -252,10 +252,18 @@ def main(argv):
             sections += 1
         print(sections, flush=True)
     elif command == "redis-count":
-        url, channel, data, n = args
-        lock = redis_lock(url, channel, timeout=300)
+        # Options: "fencing", and "tokens=PATH": each token must be above
+        # the last one written there (by any fenced holder), then is written.
+        url, channel, data, n, *options = args
+        tokens = next((o[len("tokens="):] for o in options if o.startswith("tokens=")), None)
+        flags = [o for o in options if not o.startswith("tokens=")]
+        lock = redis_lock(url, channel, *flags, timeout=300)
         for _ in range(int(n)):
             lock.acquire()
+            if tokens:
+                token, last = lock.fence_token, read_counter(tokens)
+                assert token is not None and token > last, f"token {token} after {last}"
+                write_counter(tokens, token)
             write_counter(data, read_counter(data) + 1)
             lock.release()
     elif command == "journal":

@@ -58,6 +58,22 @@
 //! so many waiting instances need no thread each. It needs a tokio runtime,
 //! as `wasmtime_wasi` does.
 //!
+//! # `portalocker:locks@0.2.0`
+//!
+//! [`add_to_linker_concurrent`] adds the async interface (`wit/v0.2`) for
+//! components built for component-model async: its waiting calls are
+//! `async func`s run concurrently (a component's tasks wait on different
+//! locks at once; a waiting task holds no thread and no store borrow), its
+//! guards report loss as a `future`, and exclusive file and Redis guards
+//! can carry fencing tokens. It needs an engine with
+//! `Config::concurrency_support` (the default with wasmtime's
+//! `component-model-async` feature). Link it beside 0.1.0 and old and new
+//! plugins take the same locks through one [`LocksCtx`]; since
+//! concurrency makes every host call dearer, an embedder running only
+//! 0.1.0 plugins turns it off, as `portalocker run` does for them. A 0.2.0
+//! plugin exports WASI 0.3's async `wasi:cli/run@0.3.0`; call it with
+//! `TypedFunc::call_async` or inside `Store::run_concurrent`.
+//!
 //! # The sandbox
 //!
 //! Guest paths resolve through the grants of [`LocksCtxBuilder::preopened_dir`]

@@ -287,7 +287,11 @@ async fn redis_counter(name: &str, data: &str, tokens: &str, n: u32) -> Result<(
         std::fs::write(data, format!("{}\n", value + 1)).map_err(|e| fail(e.to_string()))?;
         guard.release()?;
         if i % 10 == 0 {
-            let reader = lock.lock_shared_for(Duration::from_secs(60)).await?;
+            let reader = if i % 20 == 0 {
+                lock.lock_shared().await?
+            } else {
+                lock.lock_shared_for(Duration::from_secs(60)).await?
+            };
             if reader.mode() != LockMode::Shared {
                 return Err(fail("a shared guard"));
             }
