@@ -326,6 +326,31 @@ fn a_redis_lock_is_lost_when_killed_or_the_server_restarts() {
     }
 }
 
+/// A lock path through a directory: the directory is renamed away and a new
+/// one made with a held lock file of the same name. The plugin's next lock
+/// must find that file held, never lock the old one through the descriptor
+/// the host kept (the kept descriptor's watch sees the file's own names,
+/// not its directory's).
+#[test]
+fn a_kept_descriptor_is_not_reused_after_its_directory_was_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let (mut plugin, mut out) = spawn(&mut run_plugin(
+        dir.path(),
+        AIO,
+        &["relock", "/data/sub/r.lock"],
+    ));
+    assert_eq!(line(&mut out), "released");
+    std::fs::rename(&sub, dir.path().join("old")).unwrap();
+    std::fs::create_dir(&sub).unwrap();
+    let held = Lock::new(sub.join("r.lock")).acquire().unwrap();
+    writeln!(plugin.stdin.take().unwrap(), "go").unwrap();
+    assert_eq!(line(&mut out), "ok");
+    assert!(plugin.wait().unwrap().success());
+    drop(held);
+}
+
 #[test]
 fn loss_watches_are_counted_against_the_handle_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,6 +399,8 @@ fn flapper(
         while !stop.load(Ordering::Relaxed) {
             take();
             rounds += 1;
+            // Free for a while too, so that waits are granted.
+            std::thread::sleep(Duration::from_micros(fastrand::u64(0..500)));
         }
         rounds
     })
@@ -440,6 +467,7 @@ fn ten_thousand_cancelled_waits_leave_nothing() {
     };
     let out = assert_ok_and_empty(run("file", "/data/f.lock", rounds(4000)).concurrent());
     let (granted, cancelled) = cancel_counts(&out);
+    assert_eq!(cancelled, rounds(4000));
     stop.store(true, Ordering::Relaxed);
     let contended = contender.join().unwrap();
     assert!(!flocked(&path), "a cancelled wait left a lock on the file");
@@ -458,6 +486,7 @@ fn ten_thousand_cancelled_waits_leave_nothing() {
     };
     let out = assert_ok_and_empty(run("semaphore", "/data", rounds(3000)).concurrent());
     let (granted, cancelled) = cancel_counts(&out);
+    assert_eq!(cancelled, rounds(3000));
     stop.store(true, Ordering::Relaxed);
     contender.join().unwrap();
     assert!(!flocked(&dir.path().join("c.00.lock")));
@@ -490,6 +519,7 @@ fn ten_thousand_cancelled_waits_leave_nothing() {
         .concurrent(),
     );
     let (granted, cancelled) = cancel_counts(&out);
+    assert_eq!(cancelled, rounds(3000));
     stop.store(true, Ordering::Relaxed);
     contender.join().unwrap();
     eprintln!("redis: granted {granted}, cancelled {cancelled}");

@@ -114,7 +114,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             .set_fuel(fuel)
             .map_err(|e| Failure::because(exit::SOFTWARE, "setting fuel", e))?;
     }
-    let outcome = call(&args, &engine, &mut store, &component, &linker);
+    let outcome = call(&args, &engine, &mut store, &component, &linker, concurrent);
     let _ = std::io::stdout().flush();
     // Dropping the store releases whatever the plugin still held.
     drop(store);
@@ -122,11 +122,12 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 }
 
 /// Whether `bytes` is a 0.2.0 plugin: it imports `portalocker:locks@0.2`
-/// or exports WASI 0.3's `run` (its nested components included).
+/// or exports WASI 0.3's `run` (its nested components included). Other
+/// versions of `run` are not served: such a plugin gets the 0.2 command's
+/// entry point, and wasmtime names what is missing.
 fn is_async_plugin(bytes: &[u8]) -> bool {
     let is_async = |name: &str| {
-        (name.starts_with("portalocker:locks/") && name.contains("@0.2."))
-            || name.starts_with("wasi:cli/run@0.3.")
+        (name.starts_with("portalocker:locks/") && name.contains("@0.2.")) || name == RUN_0_3
     };
     wasmparser::Parser::new(0)
         .parse_all(bytes)
@@ -180,6 +181,7 @@ async fn run_instance(
     store: &mut Store<State>,
     component: &Component,
     linker: &Linker<State>,
+    concurrent: bool,
 ) -> wasmtime::Result<Result<(), ()>> {
     let instance = linker.instantiate_async(&mut *store, component).await?;
     if let Some(interface) = instance.get_export_index(&mut *store, None, RUN_0_3) {
@@ -189,6 +191,13 @@ async fn run_instance(
         let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut *store, &run)?;
         let (result,) = run.call_async(&mut *store, ()).await?;
         return Ok(result);
+    }
+    if concurrent {
+        wasmtime::bail!(
+            "the plugin imports portalocker:locks@0.2.0 but exports no {RUN_0_3}: a 0.2.0 \
+             plugin's entry point is an async `run` (the guest SDK's `run!` exports it); a \
+             WASI 0.2 `fn main()` cannot wait on an async import"
+        );
     }
     let command = wasmtime_wasi::p2::bindings::Command::new(&mut *store, &instance)?;
     command.wasi_cli_run().call_run(&mut *store).await
@@ -202,6 +211,7 @@ fn call(
     store: &mut Store<State>,
     component: &Component,
     linker: &Linker<State>,
+    concurrent: bool,
 ) -> Result<Option<wasmtime::Result<Result<(), ()>>>, Failure> {
     // A busy plugin yields at every tick, so the deadline can be checked.
     let _ticker = match args.timeout {
@@ -219,7 +229,7 @@ fn call(
         .build()
         .map_err(|e| Failure::because(exit::SOFTWARE, "starting the runtime", e))?;
     Ok(runtime.block_on(async {
-        let run = run_instance(store, component, linker);
+        let run = run_instance(store, component, linker, concurrent);
         match args.timeout {
             Some(limit) => tokio::time::timeout(limit, run).await.ok(),
             None => Some(run.await),

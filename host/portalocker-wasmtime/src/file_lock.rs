@@ -41,10 +41,15 @@ struct Taken {
 }
 
 impl Taken {
-    /// Whether `resolved` still names `file`.
+    /// Whether `resolved` still names `file`. The watch sees only the
+    /// file's own names, so a path through a directory (which could be
+    /// renamed and replaced) is walked every time.
     fn still_named(&mut self, file: &File, resolved: &Resolved) -> io::Result<bool> {
         let key = self.key;
-        self.watch.still_named(file, || Ok(resolved.names(key)))
+        if !resolved.is_single_name() {
+            return resolved.names(key);
+        }
+        self.watch.still_named(file, || resolved.names(key))
     }
 }
 
@@ -145,10 +150,11 @@ impl PreparedLock {
         }
     }
 
-    /// For a fenced exclusive lock, draw the token. It counts only if the
-    /// lock file still had its name after the draw; otherwise the draw may
-    /// have come after a new holder's, so the lock is let go (`Err(self)`:
-    /// take it again).
+    /// For a fenced exclusive lock, draw the token: under the counter
+    /// file's own lock, and only if the lock file still has its name (see
+    /// [`portalocker::fence::advance_fence_if`]). If it was unlinked or
+    /// replaced meanwhile, the lock is let go (`Err(self)`: take it again)
+    /// and the counter is untouched.
     fn finish(
         self,
         guard: LockGuard,
@@ -157,15 +163,16 @@ impl PreparedLock {
         if !self.fencing || guard.lock_mode() == LockMode::Shared {
             return Ok(Ok(self.acquired(guard, taken, None)));
         }
-        let token = self
+        let drawn = self
             .resolved
             .open_fence_file()
-            .and_then(|counter| portalocker::fence::advance_fence(&counter))
+            .and_then(|counter| {
+                portalocker::fence::advance_fence_if(&counter, || self.resolved.names(taken.key))
+            })
             .map_err(|e| LockError::from_io(&self.resolved.guest, e))?;
-        if self.resolved.names(taken.key) {
-            Ok(Ok(self.acquired(guard, taken, Some(token))))
-        } else {
-            Ok(Err(self))
+        match drawn {
+            Some(token) => Ok(Ok(self.acquired(guard, taken, Some(token)))),
+            None => Ok(Err(self)),
         }
     }
 
@@ -184,7 +191,7 @@ struct Deadline(Option<std::time::Instant>);
 
 impl Deadline {
     fn new(timeout: Option<Duration>) -> Self {
-        Self(timeout.map(|t| std::time::Instant::now() + t))
+        Self(timeout.and_then(|t| std::time::Instant::now().checked_add(t)))
     }
 
     /// The time left (`None`: no limit).

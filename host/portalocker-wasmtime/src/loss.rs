@@ -59,7 +59,9 @@ impl FileLoss {
             if self.released.has_changed().is_err() {
                 return pending().await;
             }
-            if !self.path.names(self.key) {
+            // A failure to look (no descriptors left, say) is no loss:
+            // look again at the next poll.
+            if matches!(self.path.names(self.key), Ok(false)) {
                 return format!(
                     "{:?} was unlinked or replaced: someone else can lock it now",
                     self.path.guest

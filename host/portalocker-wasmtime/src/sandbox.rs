@@ -275,35 +275,57 @@ impl Resolved {
     }
 
     /// Whether this path still names the file whose identity is `key` (not
-    /// following a final symlink). One `fstatat` for a name in the grant
-    /// itself; a longer path is walked through the grant.
-    pub(crate) fn names(&self, key: FileKey) -> bool {
+    /// following a final symlink): `Ok(false)` when it names another file or
+    /// nothing (a missing path or a component that is no directory). One
+    /// `fstatat` for a name in the grant itself; a longer path is walked
+    /// through the grant.
+    ///
+    /// # Errors
+    ///
+    /// Any other failure to look (no descriptors left, a directory made
+    /// unreadable): it says nothing about the file's name.
+    pub(crate) fn names(&self, key: FileKey) -> io::Result<bool> {
         #[cfg(unix)]
         {
-            if !self.relative.contains('/') && self.relative != "." && self.relative != ".." {
-                return fstatat_key(&self.grant.dir, &self.relative) == Some(key);
+            let gone = |e: io::Error| {
+                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            };
+            if self.is_single_name() {
+                return fstatat_key(&self.grant.dir, &self.relative)
+                    .map_or_else(gone, |named| Ok(named == key));
             }
             use cap_std::fs::MetadataExt;
-            self.grant
-                .dir
-                .symlink_metadata(&self.relative)
-                .is_ok_and(|m| (m.dev(), m.ino()) == key)
+            match self.grant.dir.symlink_metadata(&self.relative) {
+                Ok(meta) => Ok((meta.dev(), meta.ino()) == key),
+                Err(e) => gone(e),
+            }
         }
         #[cfg(not(unix))]
         {
             // A locked file cannot be unlinked on Windows.
             let _ = key;
-            true
+            Ok(true)
         }
+    }
+
+    /// Whether this is one name in the grant's directory itself (no
+    /// directory above it that could be renamed).
+    pub(crate) fn is_single_name(&self) -> bool {
+        !self.relative.contains('/') && self.relative != "." && self.relative != ".."
     }
 }
 
 /// The identity of `name` in `dir` (one component: nothing to escape
 /// through), not following a symlink.
 #[cfg(unix)]
-fn fstatat_key(dir: &Dir, name: &str) -> Option<FileKey> {
+fn fstatat_key(dir: &Dir, name: &str) -> io::Result<FileKey> {
     use std::os::fd::AsRawFd;
-    let name = std::ffi::CString::new(name).ok()?;
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the name"))?;
     // SAFETY: all-zero bytes are a valid `stat`.
     let mut named: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `named` is a valid out-buffer; the directory descriptor and
@@ -316,11 +338,14 @@ fn fstatat_key(dir: &Dir, name: &str) -> Option<FileKey> {
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
     #[allow(
         clippy::unnecessary_cast,
         reason = "st_dev and st_ino differ in width across platforms"
     )]
-    (status == 0).then_some((named.st_dev as u64, named.st_ino as u64))
+    Ok((named.st_dev as u64, named.st_ino as u64))
 }
 
 /// Open `relative` in `dir` for locking (see [`lock_file_options`]) and

@@ -56,36 +56,92 @@ pub fn fence_open_options() -> OpenOptions {
 
 /// Advance the counter in `counter` (a file opened read-write, not
 /// appending) and return the new value: 1 for an empty file. Call it only
-/// while holding the exclusive lock the counter belongs to; that lock is
-/// what makes the read and the write one step.
+/// while holding the exclusive lock the counter belongs to (see
+/// [`advance_fence_if`], which also checks that lock is still yours).
 ///
 /// # Errors
 ///
-/// An I/O error, or `InvalidData` when the file holds anything but a
-/// counter (it is never reset: a reset would break the order).
+/// As [`advance_fence_if`].
 pub fn advance_fence(counter: &File) -> io::Result<u64> {
+    advance_fence_if(counter, || Ok(true))?
+        .ok_or_else(|| io::Error::other("the fencing counter was not advanced"))
+}
+
+/// Advance the counter in `counter` if `still_held` says the lock it
+/// belongs to is still yours, and return the new value (`None`, and the
+/// counter untouched, when it is not).
+///
+/// The read, the check and the write happen under an exclusive lock on the
+/// counter file itself: the lock file's own lock does not serialise a
+/// holder whose lock file was unlinked or replaced with a holder of the new
+/// file, so without it a stale holder could write back an older value. With
+/// the check inside, a stale holder never advances the counter, and a token
+/// returned is above every token drawn before it.
+///
+/// The counter is not synced to disk: after a power loss it may come back
+/// older, and a protected resource that kept a higher token then rejects
+/// the next holders (it never admits a stale one) until the counter passes
+/// it.
+///
+/// # Errors
+///
+/// An I/O error (of the counter or of `still_held`), or `InvalidData`
+/// when the file holds anything but a counter in canonical decimal (it is
+/// never reset: a reset would break the order).
+pub fn advance_fence_if(
+    counter: &File,
+    still_held: impl FnOnce() -> io::Result<bool>,
+) -> io::Result<Option<u64>> {
     if !counter.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a fencing counter must be a regular file",
         ));
     }
+    crate::sys::lock_blocking(counter, crate::LockMode::Exclusive)?;
+    let advanced = advance_locked(counter, still_held);
+    let unlocked = crate::sys::unlock(counter);
+    let advanced = advanced?;
+    unlocked?;
+    Ok(advanced)
+}
+
+/// [`advance_fence_if`]'s work, with the counter file locked.
+fn advance_locked(
+    counter: &File,
+    still_held: impl FnOnce() -> io::Result<bool>,
+) -> io::Result<Option<u64>> {
     let mut buf = [0u8; MAX_COUNTER_LEN + 1];
     let len = read_at(counter, &mut buf)?;
-    let text = std::str::from_utf8(&buf[..len]).map_err(|_| corrupt())?;
-    let text = text.trim_end_matches('\n');
-    let last = if text.is_empty() {
-        0
-    } else if len > MAX_COUNTER_LEN || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(corrupt());
-    } else {
-        text.parse::<u64>().map_err(|_| corrupt())?
-    };
+    let last = parse_counter(&buf[..len])?;
+    if !still_held()? {
+        return Ok(None);
+    }
     let next = last.checked_add(1).ok_or_else(corrupt)?;
-    // The new value is never shorter than the old one: writing it over the
-    // start replaces the whole content.
+    // The new value is never shorter than the old one (which is canonical):
+    // writing it over the start replaces the whole content.
     write_at(counter, format!("{next}\n").as_bytes())?;
-    Ok(next)
+    Ok(Some(next))
+}
+
+/// The counter in `bytes`: nothing (0), or canonical decimal digits (no
+/// leading zero) and an optional newline.
+fn parse_counter(bytes: &[u8]) -> io::Result<u64> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let digits = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let canonical = !digits.is_empty()
+        && digits.len() < MAX_COUNTER_LEN
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1);
+    if !canonical {
+        return Err(corrupt());
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(corrupt)
 }
 
 /// The error for a counter file holding something else.
@@ -167,6 +223,10 @@ mod tests {
             "x\n",
             "12a\n",
             "-1\n",
+            "\n",
+            "\n\n",
+            "0005\n",
+            "5\n\n",
             "18446744073709551615\n",
             "1234567890123456789012\n",
         ] {
@@ -176,6 +236,33 @@ mod tests {
             let text = std::fs::read_to_string(dir.path().join("c.lock.fence")).unwrap();
             assert_eq!(text, content);
         }
+    }
+
+    #[test]
+    fn a_holder_that_no_longer_holds_leaves_the_counter_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = counter(dir.path(), "7\n");
+        assert_eq!(advance_fence_if(&file, || Ok(false)).unwrap(), None);
+        assert_eq!(advance_fence_if(&file, || Ok(true)).unwrap(), Some(8));
+        let text = std::fs::read_to_string(dir.path().join("c.lock.fence")).unwrap();
+        assert_eq!(text, "8\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_holder_whose_lock_file_was_replaced_draws_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.lock");
+        let lock = crate::Lock::new(&path).flags(crate::LockFlags::EXCLUSIVE);
+        let stale = lock.acquire().unwrap();
+        assert_eq!(stale.draw_fencing_token().unwrap(), 1);
+        std::fs::remove_file(&path).unwrap();
+        let newer = lock.acquire().unwrap();
+        assert!(matches!(
+            stale.draw_fencing_token(),
+            Err(crate::Error::Compromised { .. })
+        ));
+        assert_eq!(newer.draw_fencing_token().unwrap(), 2);
     }
 
     #[test]

@@ -68,13 +68,18 @@ impl LockGuard {
     /// Draw this exclusive holder's fencing token: advance the counter in
     /// `{path}.fence` beside the lock file (see [`crate::fence`]) and return
     /// it. Tokens grow with every draw by any process, so a resource that
-    /// keeps the highest token it has seen rejects a stale holder.
+    /// keeps the highest token it has seen rejects a stale holder. The
+    /// counter is found beside [`LockGuard::path`]: for a guard made with
+    /// [`LockGuard::from_locked`], that path must name the locked file.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a shared lock (readers draw no
-    /// token); [`Error::Io`] when the counter file cannot be opened (a
-    /// symlink is refused), read or written, or holds no counter.
+    /// token); [`Error::Compromised`] when the path no longer names the
+    /// locked file (it was unlinked or replaced: a token drawn now could be
+    /// above a newer holder's, so none is); [`Error::Io`] when the counter
+    /// file cannot be opened (a symlink is refused), read or written, or
+    /// holds no counter.
     pub fn draw_fencing_token(&self) -> Result<u64> {
         if self.mode != LockMode::Exclusive {
             return Err(Error::InvalidArgument(
@@ -82,10 +87,16 @@ impl LockGuard {
             ));
         }
         let path = crate::fence::fence_path(&self.path);
-        crate::fence::fence_open_options()
+        let drawn = crate::fence::fence_open_options()
             .open(&path)
-            .and_then(|counter| crate::fence::advance_fence(&counter))
-            .map_err(|e| Error::io("advance the fencing counter", path, e))
+            .and_then(|counter| {
+                crate::fence::advance_fence_if(&counter, || sys::same_file(self.file(), &self.path))
+            })
+            .map_err(|e| Error::io("advance the fencing counter", path, e))?;
+        drawn.ok_or_else(|| Error::Compromised {
+            path: self.path.clone(),
+            reason: "the lock file was unlinked or replaced; no fencing token was drawn".into(),
+        })
     }
 
     /// Truncate the locked file (for the write modes, once locked).

@@ -6,9 +6,10 @@
 //!   is above the last one written to TOKENS (by any holder).
 //! - `wake DIR K`: K tasks wait at once on `DIR/w{i}.lock` (held by the
 //!   host); each says `got i` when it is granted and lets go.
-//! - `cancel KIND TARGET N SEED`: N waits (KIND `file`, `semaphore` or
-//!   `redis` on TARGET) cancelled at random points, racing grants; says
-//!   `granted G cancelled C`, then `done` and waits for stdin to close.
+//! - `cancel KIND TARGET N SEED`: waits (KIND `file`, `semaphore` or
+//!   `redis` on TARGET) cut at random points, racing grants, until N were
+//!   cancelled; says `granted G cancelled N`, then `done` and waits for
+//!   stdin to close.
 //! - `lost-file LOCK HOW`: lock, then unlink (`HOW` = `unlink`) or replace
 //!   (`replace`) the lock file, and await the loss; a released guard's
 //!   watch never resolves.
@@ -19,6 +20,9 @@
 //! - `redis-counter NAME DATA TOKENS N`: N fenced Redis holds through
 //!   `lock`, `lock-for` and `try-lock` in turn, each incrementing DATA and
 //!   checking its token against TOKENS, with a shared hold between.
+//! - `relock LOCK`: lock and release a few times (so the host keeps the
+//!   descriptor and watches it), say `released`, wait for a line, then
+//!   check that a try-lock finds the file the path names now held.
 //! - `calls DIR`: every call of the interface, once.
 //! - `pairs LOCK N HOW`: time N uncontended lock + release pairs of one
 //!   handle, through `try-lock` (`HOW` = `try`) or an awaited `lock`
@@ -60,6 +64,7 @@ async fn main() -> Result<(), Error> {
         ["lost-redis", name] => lost_redis(name).await,
         ["watch-budget", lock] => watch_budget(lock).await,
         ["calls", dir] => calls(dir).await,
+        ["relock", lock] => relock(lock).await,
         ["pairs", lock, n, how] => pairs(lock, n.parse().unwrap(), how).await,
         ["redis-counter", name, data, tokens, n] => {
             redis_counter(name, data, tokens, n.parse().unwrap()).await
@@ -138,7 +143,7 @@ async fn race<G>(wait: impl Future<Output = Result<G, Error>>, n: u32) -> Result
 
 async fn cancel(kind: &str, target: &str, n: u32, seed: u64) -> Result<(), Error> {
     let mut rng = Rng(seed | 1);
-    let (mut granted, mut cancelled) = (0, 0);
+    let (mut granted, mut cancelled) = (0u64, 0u32);
     let file = (kind == "file")
         .then(|| FileLock::open(target, true))
         .transpose()?;
@@ -152,8 +157,18 @@ async fn cancel(kind: &str, target: &str, n: u32, seed: u64) -> Result<(), Error
     // A Redis grant takes round trips to the server: cut its waits over a
     // longer span of yields.
     let span = if redis.is_some() { 400 } else { 6 };
-    for _ in 0..n {
-        let steps = u32::try_from(rng.below(span)).unwrap_or(0);
+    // Until N waits were cancelled (a wait granted at once is not).
+    while cancelled < n {
+        if granted > 50 * u64::from(n) {
+            return Err(fail("the waits are not being cancelled"));
+        }
+        // One wait in ten is never cut (it waits out the contender), so
+        // grants happen however slow the machine is.
+        let steps = if rng.below(10) == 0 {
+            u32::MAX
+        } else {
+            u32::try_from(rng.below(span)).unwrap_or(0)
+        };
         let shared = rng.below(4) == 0;
         let got = match (&file, &semaphore, &redis) {
             (Some(lock), _, _) if shared => race(lock.lock_shared_for(forever), steps).await?,
@@ -314,6 +329,25 @@ async fn pairs(path: &str, n: u32, how: &str) -> Result<(), Error> {
     }
     println!("{}", started.elapsed().as_nanos() / u128::from(n.max(1)));
     Ok(())
+}
+
+async fn relock(path: &str) -> Result<(), Error> {
+    let lock = FileLock::open(path, false)?;
+    for _ in 0..3 {
+        lock.lock().await?.release()?;
+    }
+    println!("released");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    match lock.try_lock() {
+        Err(Error::WouldBlock) => {
+            println!("ok");
+            Ok(())
+        }
+        other => Err(fail(format!(
+            "the lock file the path names now is held, yet: {other:?}"
+        ))),
+    }
 }
 
 async fn calls(dir: &str) -> Result<(), Error> {
