@@ -17,7 +17,7 @@ use std::time::Duration;
 use portalocker::{LockGuard, LockMode, NameWatch};
 use wasmtime::component::Resource;
 
-use crate::bindings::{async_, sync_};
+use crate::bindings::{async_, sync_, v0_2};
 use crate::budget::{Budget, Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{LockError, trap};
@@ -408,9 +408,9 @@ fn relock(taken: &Mutex<Taken>) -> std::sync::MutexGuard<'_, Taken> {
     taken.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The guard's calls, the same in both flavours.
+/// The guard's calls, the same in every flavour (0.2.0 adds some: given).
 macro_rules! guard_impl {
-    ($gen:ident) => {
+    ($gen:ident, $($more:tt)*) => {
         impl $gen::portalocker::locks::file_lock::HostFileLockGuard for LocksCtxView<'_> {
             fn mode(
                 &mut self,
@@ -428,22 +428,31 @@ macro_rules! guard_impl {
                 self.table.delete(rep)?;
                 Ok(())
             }
+
+            $($more)*
         }
     };
 }
 
-guard_impl!(sync_);
-guard_impl!(async_);
+guard_impl!(sync_,);
+guard_impl!(async_,);
+guard_impl! {
+    v0_2,
+    fn fencing_token(
+        &mut self,
+        self_: Resource<FileLockGuardHandle>,
+    ) -> wasmtime::Result<Option<u64>> {
+        let (_, token) = self.file_guard_info(&self_).map_err(trap)?;
+        Ok(token)
+    }
+}
 
 /// `HostFileLock` for `$gen`: the calls that never wait are the same in
-/// both flavours; the waiting ones, `lock` and `lock-for`, are given.
+/// every flavour; `open` and the blocking flavours' waiting calls, `lock`
+/// and `lock-for`, are given.
 macro_rules! file_lock_impl {
     ($gen:ident, $($waiting:tt)*) => {
         impl $gen::portalocker::locks::file_lock::HostFileLock for LocksCtxView<'_> {
-            fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
-                self.open_file_lock(path, false)
-            }
-
             fn try_lock(
                 &mut self,
                 self_: Resource<FileLockHandle>,
@@ -468,6 +477,9 @@ macro_rules! file_lock_impl {
 
 file_lock_impl! {
     sync_,
+    fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+        self.open_file_lock(path, false)
+    }
     fn lock(
         &mut self,
         self_: Resource<FileLockHandle>,
@@ -489,6 +501,9 @@ file_lock_impl! {
 
 file_lock_impl! {
     async_,
+    fn open(&mut self, path: String) -> Result<Resource<FileLockHandle>, LockError> {
+        self.open_file_lock(path, false)
+    }
     async fn lock(
         &mut self,
         self_: Resource<FileLockHandle>,
@@ -508,8 +523,22 @@ file_lock_impl! {
     }
 }
 
-/// `portalocker:locks@0.2.0`: the calls that never wait take the view, as in
-/// 0.1.0; `lock` and `lock-for` are concurrent (see [`concurrent_lock`]).
+// In 0.2.0 `open` takes `fencing`, and the waiting calls are concurrent
+// (below).
+file_lock_impl! {
+    v0_2,
+    fn open(
+        &mut self,
+        path: String,
+        fencing: bool,
+    ) -> Result<Resource<FileLockHandle>, LockError> {
+        self.open_file_lock(path, fencing)
+    }
+}
+
+/// `portalocker:locks@0.2.0`'s concurrent calls: `lock` and `lock-for` (see
+/// [`concurrent_lock`]), and the loss watch. The calls that never wait are
+/// the macros' above.
 mod concurrent {
     use std::time::Duration;
 
@@ -518,35 +547,8 @@ mod concurrent {
     use super::{FileLockGuardHandle, FileLockHandle};
     use crate::bindings::v0_2::portalocker::locks::file_lock as wit;
     use crate::bindings::v0_2::portalocker::locks::types::LockMode;
-    use crate::ctx::{Locks, LocksCtxView};
-    use crate::error::{LockError, trap};
-
-    impl wit::HostFileLock for LocksCtxView<'_> {
-        fn open(
-            &mut self,
-            path: String,
-            fencing: bool,
-        ) -> Result<Resource<FileLockHandle>, LockError> {
-            self.open_file_lock(path, fencing)
-        }
-
-        fn try_lock(
-            &mut self,
-            self_: Resource<FileLockHandle>,
-            mode: LockMode,
-        ) -> Result<Resource<FileLockGuardHandle>, LockError> {
-            self.lock_blocking(&self_, mode.into(), Some(Duration::ZERO))
-        }
-
-        fn path(&mut self, self_: Resource<FileLockHandle>) -> wasmtime::Result<String> {
-            self.file_lock_path(&self_).map_err(trap)
-        }
-
-        fn drop(&mut self, rep: Resource<FileLockHandle>) -> wasmtime::Result<()> {
-            self.table.delete(rep)?;
-            Ok(())
-        }
-    }
+    use crate::ctx::Locks;
+    use crate::error::LockError;
 
     impl<T: Send + 'static> wit::HostFileLockWithStore<T> for Locks {
         async fn lock(
@@ -565,30 +567,6 @@ mod concurrent {
         ) -> Result<Resource<FileLockGuardHandle>, LockError> {
             let timeout = Duration::from_nanos(timeout);
             super::concurrent_lock(accessor, &self_, mode.into(), Some(timeout)).await
-        }
-    }
-
-    impl wit::HostFileLockGuard for LocksCtxView<'_> {
-        fn mode(&mut self, self_: Resource<FileLockGuardHandle>) -> wasmtime::Result<LockMode> {
-            let (mode, _) = self.file_guard_info(&self_).map_err(trap)?;
-            Ok(mode.into())
-        }
-
-        fn fencing_token(
-            &mut self,
-            self_: Resource<FileLockGuardHandle>,
-        ) -> wasmtime::Result<Option<u64>> {
-            let (_, token) = self.file_guard_info(&self_).map_err(trap)?;
-            Ok(token)
-        }
-
-        fn release(&mut self, guard: Resource<FileLockGuardHandle>) -> Result<(), LockError> {
-            self.release_guard(guard)
-        }
-
-        fn drop(&mut self, rep: Resource<FileLockGuardHandle>) -> wasmtime::Result<()> {
-            self.table.delete(rep)?;
-            Ok(())
         }
     }
 

@@ -13,7 +13,7 @@ use portalocker::LockMode;
 use portalocker::redis::{RedisLock, RedisLockGuard};
 use wasmtime::component::Resource;
 
-use crate::bindings::{async_, sync_};
+use crate::bindings::{async_, sync_, v0_2};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::error::{ErrorCode, LockError, trap};
@@ -249,9 +249,9 @@ impl LocksCtxView<'_> {
     }
 }
 
-/// The guard's calls, the same in both flavours.
+/// The guard's calls, the same in every flavour (0.2.0 adds some: given).
 macro_rules! guard_impl {
-    ($gen:ident) => {
+    ($gen:ident, $($more:tt)*) => {
         impl $gen::portalocker::locks::redis_lock::HostRedisLockGuard for LocksCtxView<'_> {
             fn fencing_token(
                 &mut self,
@@ -272,15 +272,26 @@ macro_rules! guard_impl {
                 self.table.delete(rep)?;
                 Ok(())
             }
+
+            $($more)*
         }
     };
 }
 
-guard_impl!(sync_);
-guard_impl!(async_);
+guard_impl!(sync_,);
+guard_impl!(async_,);
+guard_impl! {
+    v0_2,
+    fn mode(
+        &mut self,
+        self_: Resource<RedisGuardHandle>,
+    ) -> wasmtime::Result<v0_2::portalocker::locks::types::LockMode> {
+        Ok(self.redis_guard_mode(&self_).map_err(trap)?.into())
+    }
+}
 
 /// `HostRedisLock` for `$gen`: the calls that never wait are the same in
-/// both flavours; the ones that talk to Redis are given.
+/// every flavour; the 0.1.0 flavours' calls that talk to Redis are given.
 macro_rules! redis_lock_impl {
     ($gen:ident, $($waiting:tt)*) => {
         impl $gen::portalocker::locks::redis_lock::HostRedisLock for LocksCtxView<'_> {
@@ -363,9 +374,12 @@ redis_lock_impl! {
     }
 }
 
-/// `portalocker:locks@0.2.0`: the calls that never talk to Redis take the
-/// view, as in 0.1.0; `lock`, `try-lock` and `lock-for` are concurrent (see
-/// [`concurrent_lock`]).
+// In 0.2.0 every call that talks to Redis is concurrent (below).
+redis_lock_impl!(v0_2,);
+
+/// `portalocker:locks@0.2.0`'s concurrent calls: `lock`, `try-lock` and
+/// `lock-for` (see [`concurrent_lock`]), and the loss watch. The calls that
+/// never talk to Redis are the macros' above.
 mod concurrent {
     use std::time::Duration;
 
@@ -374,27 +388,8 @@ mod concurrent {
     use super::{RedisGuardHandle, RedisLockHandle};
     use crate::bindings::v0_2::portalocker::locks::redis_lock as wit;
     use crate::bindings::v0_2::portalocker::locks::types::LockMode;
-    use crate::ctx::{Locks, LocksCtxView};
-    use crate::error::{LockError, trap};
-
-    impl wit::HostRedisLock for LocksCtxView<'_> {
-        fn open(
-            &mut self,
-            name: String,
-            fencing: bool,
-        ) -> Result<Resource<RedisLockHandle>, LockError> {
-            self.open_redis_lock(name, fencing)
-        }
-
-        fn name(&mut self, self_: Resource<RedisLockHandle>) -> wasmtime::Result<String> {
-            self.redis_lock_name(&self_).map_err(trap)
-        }
-
-        fn drop(&mut self, rep: Resource<RedisLockHandle>) -> wasmtime::Result<()> {
-            self.table.delete(rep)?;
-            Ok(())
-        }
-    }
+    use crate::ctx::Locks;
+    use crate::error::LockError;
 
     impl<T: Send + 'static> wit::HostRedisLockWithStore<T> for Locks {
         async fn lock(
@@ -421,32 +416,6 @@ mod concurrent {
         ) -> Result<Resource<RedisGuardHandle>, LockError> {
             let timeout = Duration::from_nanos(timeout);
             super::concurrent_lock(accessor, &self_, mode.into(), Wait::For(timeout)).await
-        }
-    }
-
-    impl wit::HostRedisLockGuard for LocksCtxView<'_> {
-        fn mode(&mut self, self_: Resource<RedisGuardHandle>) -> wasmtime::Result<LockMode> {
-            Ok(self.redis_guard_mode(&self_).map_err(trap)?.into())
-        }
-
-        fn fencing_token(
-            &mut self,
-            self_: Resource<RedisGuardHandle>,
-        ) -> wasmtime::Result<Option<u64>> {
-            self.redis_guard_token(&self_).map_err(trap)
-        }
-
-        fn is_lost(&mut self, self_: Resource<RedisGuardHandle>) -> wasmtime::Result<bool> {
-            self.redis_guard_is_lost(&self_).map_err(trap)
-        }
-
-        fn release(&mut self, guard: Resource<RedisGuardHandle>) -> Result<(), LockError> {
-            self.release_redis_guard(guard)
-        }
-
-        fn drop(&mut self, rep: Resource<RedisGuardHandle>) -> wasmtime::Result<()> {
-            self.table.delete(rep)?;
-            Ok(())
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use portalocker::{BoundedSemaphore, SemaphorePermit};
 use wasmtime::component::Resource;
 
-use crate::bindings::{async_, sync_};
+use crate::bindings::{async_, sync_, v0_2};
 use crate::budget::{Charge, HANDLE_OVERHEAD, Kind};
 use crate::ctx::LocksCtxView;
 use crate::ctx::waiting;
@@ -252,7 +252,7 @@ impl LocksCtxView<'_> {
     }
 }
 
-/// The permit's calls, the same in both flavours.
+/// The permit's calls, the same in every flavour.
 macro_rules! permit_impl {
     ($gen:ident) => {
         impl $gen::portalocker::locks::semaphore::HostSemaphorePermit for LocksCtxView<'_> {
@@ -274,9 +274,11 @@ macro_rules! permit_impl {
 
 permit_impl!(sync_);
 permit_impl!(async_);
+permit_impl!(v0_2);
 
 /// `HostSemaphore` for `$gen`: the calls that never wait are the same in
-/// both flavours; the waiting ones, `acquire` and `acquire-for`, are given.
+/// every flavour; the 0.1.0 flavours' waiting calls, `acquire` and
+/// `acquire-for`, are given.
 macro_rules! semaphore_impl {
     ($gen:ident, $($waiting:tt)*) => {
         impl $gen::portalocker::locks::semaphore::HostSemaphore for LocksCtxView<'_> {
@@ -348,9 +350,12 @@ semaphore_impl! {
     }
 }
 
-/// `portalocker:locks@0.2.0`: the calls that never wait take the view, as in
-/// 0.1.0; `acquire` and `acquire-for` are concurrent (see
-/// [`concurrent_acquire`]).
+// In 0.2.0 the waiting calls are concurrent (below).
+semaphore_impl!(v0_2,);
+
+/// `portalocker:locks@0.2.0`'s concurrent calls: `acquire` and
+/// `acquire-for` (see [`concurrent_acquire`]), and the loss watch. The
+/// calls that never wait are the macros' above.
 mod concurrent {
     use std::time::Duration;
 
@@ -358,35 +363,8 @@ mod concurrent {
 
     use super::{PermitHandle, SemaphoreHandle};
     use crate::bindings::v0_2::portalocker::locks::semaphore as wit;
-    use crate::ctx::{Locks, LocksCtxView};
-    use crate::error::{LockError, trap};
-
-    impl wit::HostSemaphore for LocksCtxView<'_> {
-        fn open(
-            &mut self,
-            name: String,
-            slots: u32,
-            directory: String,
-        ) -> Result<Resource<SemaphoreHandle>, LockError> {
-            self.open_semaphore(name, slots, directory)
-        }
-
-        fn try_acquire(
-            &mut self,
-            self_: Resource<SemaphoreHandle>,
-        ) -> Result<Resource<PermitHandle>, LockError> {
-            self.acquire_blocking(&self_, Some(Duration::ZERO))
-        }
-
-        fn slots(&mut self, self_: Resource<SemaphoreHandle>) -> wasmtime::Result<u32> {
-            self.semaphore_slots(&self_).map_err(trap)
-        }
-
-        fn drop(&mut self, rep: Resource<SemaphoreHandle>) -> wasmtime::Result<()> {
-            self.table.delete(rep)?;
-            Ok(())
-        }
-    }
+    use crate::ctx::Locks;
+    use crate::error::LockError;
 
     impl<T: Send + 'static> wit::HostSemaphoreWithStore<T> for Locks {
         async fn acquire(
@@ -403,21 +381,6 @@ mod concurrent {
         ) -> Result<Resource<PermitHandle>, LockError> {
             let timeout = Some(Duration::from_nanos(timeout));
             super::concurrent_acquire(accessor, &self_, timeout).await
-        }
-    }
-
-    impl wit::HostSemaphorePermit for LocksCtxView<'_> {
-        fn slot(&mut self, self_: Resource<PermitHandle>) -> wasmtime::Result<u32> {
-            self.permit_slot(&self_).map_err(trap)
-        }
-
-        fn release(&mut self, permit: Resource<PermitHandle>) -> Result<(), LockError> {
-            self.release_permit(permit)
-        }
-
-        fn drop(&mut self, rep: Resource<PermitHandle>) -> wasmtime::Result<()> {
-            self.table.delete(rep)?;
-            Ok(())
         }
     }
 
