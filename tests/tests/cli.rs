@@ -554,3 +554,42 @@ fn fifos_are_refused_without_blocking() {
         assert!(!marker.exists(), "{args:?}: the command ran");
     }
 }
+
+/// `portalocker completions SHELL` prints a script for each shell clap
+/// knows, naming every subcommand; `portalocker man` prints a roff manual
+/// page with them. Both come from the same definitions as `--help`.
+#[test]
+fn completions_and_the_manual_page_cover_every_subcommand() {
+    let subcommands = [
+        "lock",
+        "semaphore",
+        "redis-lock",
+        "run",
+        "compose",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = cli().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for subcommand in subcommands {
+            assert!(
+                script.contains(subcommand),
+                "{shell} completions lack {subcommand}"
+            );
+        }
+    }
+    assert_eq!(exit_code(cli().args(["completions", "tcsh"])), 64);
+    let out = cli().arg("man").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // roff writes a hyphen as `\-`.
+    let page = String::from_utf8(out.stdout).unwrap().replace("\\-", "-");
+    assert!(page.contains(".TH portalocker 1"), "{page}");
+    for subcommand in subcommands {
+        assert!(
+            page.contains(subcommand),
+            "the manual page lacks {subcommand}"
+        );
+    }
+}

@@ -52,6 +52,10 @@ pub enum Command {
     /// Run a wasm plugin (a wasm32-wasip2 component) with WASI and the
     /// portalocker:locks imports, confined to the directories granted.
     ///
+    /// Both interface versions run: 0.1.0 plugins (a WASI 0.2 `fn main()`)
+    /// and 0.2.0 plugins (an async `wasi:cli/run@0.3.0`, whose tasks wait
+    /// for locks concurrently).
+    ///
     /// Exits with the plugin's status; 124 when it ran out of fuel or time
     /// (--timeout bounds the whole run, waits included), 70 when it trapped.
     /// Compiled plugins are cached, so the second start is fast.
@@ -67,6 +71,22 @@ pub enum Command {
     /// the result for the middleware to read. A provider serves every lock
     /// interface itself: the result runs in any component runtime.
     Compose(ComposeArgs),
+    /// Print a shell completion script for portalocker.
+    ///
+    /// For example `portalocker completions bash >
+    /// ~/.local/share/bash-completion/completions/portalocker`.
+    Completions(CompletionsArgs),
+    /// Print portalocker's manual page (roff), generated from the same
+    /// definitions as --help: `portalocker man > portalocker.1`.
+    Man,
+}
+
+/// `portalocker completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// What the plugin host does (`run`, `compose`).

@@ -56,6 +56,8 @@ pub fn main(run_plugin: RunPlugin) -> ExitCode {
         args::Command::RedisLock(args) => redis_lock::run(args),
         args::Command::Run(args) => run_plugin.0(args::PluginCommand::Run(args)),
         args::Command::Compose(args) => run_plugin.0(args::PluginCommand::Compose(args)),
+        args::Command::Completions(args) => print_completions(args.shell),
+        args::Command::Man => print_man(),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -93,4 +95,20 @@ pub fn run_plugin_in_process() -> RunPlugin {
 #[must_use]
 pub fn run_plugin_in_host() -> RunPlugin {
     RunPlugin(plugin_host::exec)
+}
+
+/// `portalocker completions SHELL`: the script on stdout.
+fn print_completions(shell: clap_complete::Shell) -> Result<u8, failure::Failure> {
+    let mut command = <args::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "portalocker", &mut std::io::stdout());
+    Ok(0)
+}
+
+/// `portalocker man`: the manual page (roff) on stdout.
+fn print_man() -> Result<u8, failure::Failure> {
+    let command = <args::Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(command)
+        .render(&mut std::io::stdout())
+        .map_err(|e| failure::Failure::because(failure::exit::IO, "writing the manual page", e))?;
+    Ok(0)
 }
