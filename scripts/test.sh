@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite, installing what it needs first (scripts/setup.sh):
-# formatting, lints, compile checks of the core for Windows and macOS, and
-# every test (unit, doc, multi-process, CLI, and interoperability with
-# Python's portalocker 4.4.2).
+# formatting, lints, docs (warnings are errors), compile checks of the core
+# for Windows and macOS, and every test (unit, doc, multi-process, CLI, and
+# interoperability with Python's portalocker 4.4.2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,12 @@ cargo test --manifest-path guest/Cargo.toml --locked -p portalocker-namespace -p
 
 step "cargo clippy of the fuzzing model as the fuzzer builds it (feature fuzzing)"
 cargo clippy -p portalocker-wasmtime --features fuzzing --locked -- -D warnings
+
+step "cargo doc of the library crates and the guest SDK (all features, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --lib --all-features \
+    -p portalocker -p portalocker-wasmtime -p portalocker-cli
+RUSTDOCFLAGS="-D warnings" cargo doc --manifest-path guest/Cargo.toml --no-deps --locked \
+    -p portalocker-guest --all-features --target wasm32-wasip2
 
 for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
     step "cargo check of the core for $target"

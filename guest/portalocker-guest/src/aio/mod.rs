@@ -2,7 +2,7 @@
 //! component awaits while its other tasks run.
 //!
 //! A 0.2.0 plugin is a `cdylib` built for `wasm32-wasip2` whose entry point
-//! is an `async fn`, exported as WASI 0.3's `wasi:cli/run` with [`run!`]. A
+//! is an `async fn`, exported as WASI 0.3's `wasi:cli/run` with [`run!`](crate::run!). A
 //! waiting call ([`FileLock::lock`], [`Semaphore::acquire`],
 //! [`RedisLock::lock`] and their `_for` forms) is a future: the host waits
 //! for the lock without holding a thread, the component's other tasks run
@@ -44,7 +44,7 @@ mod semaphore;
 
 /// The generated bindings of `portalocker:locks@0.2.0` and the export of
 /// `wasi:cli/run@0.3.0`. Not part of the API: use the wrappers and
-/// [`run!`].
+/// [`run!`](crate::run!).
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
