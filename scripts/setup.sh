@@ -7,6 +7,8 @@
 #    macOS;
 #  - redis-server (Debian package), which the Redis tests start on free
 #    loopback ports;
+#  - wine64 and gcc-mingw-w64-x86-64 (Debian packages), which link and run
+#    the core's tests on Windows (scripts/wine-test.sh);
 #  - a Python virtual environment with portalocker 4.4.2 (and its redis
 #    extra) from PyPI, for the interoperability tests (at $PORTALOCKER_VENV,
 #    default ~/.cache/portalocker-rs/venv).
@@ -32,6 +34,19 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
     else
         echo "setup: redis-server is missing; install it (Debian: sudo apt-get install redis-server)" >&2
+        exit 1
+    fi
+fi
+
+# Windows tests (scripts/wine-test.sh): mingw-w64 links them, Wine runs them.
+if ! { command -v wine64 || command -v wine || [ -x /usr/lib/wine/wine64 ]; } >/dev/null \
+    || ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: apt-get install wine64 gcc-mingw-w64-x86-64 (the Windows tests)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wine64 gcc-mingw-w64-x86-64 >/dev/null
+    else
+        echo "setup: Wine and mingw-w64 are missing; install them (Debian: sudo apt-get install wine64 gcc-mingw-w64-x86-64)" >&2
         exit 1
     fi
 fi

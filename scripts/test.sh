@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite, installing what it needs first (scripts/setup.sh):
-# formatting, lints, docs (warnings are errors), compile checks of the core
-# for Windows and macOS, and every test (unit, doc, multi-process, CLI, and
+# formatting, lints, docs (warnings are errors), the core's tests on Windows
+# (under Wine), a compile check of the core for macOS, and every test (unit, doc, multi-process, CLI, and
 # interoperability with Python's portalocker 4.4.2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,10 +37,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --lib --all-features \
 RUSTDOCFLAGS="-D warnings" cargo doc --manifest-path guest/Cargo.toml --no-deps --locked \
     -p portalocker-guest --all-features --target wasm32-wasip2
 
-for target in x86_64-pc-windows-gnu x86_64-apple-darwin; do
-    step "cargo check of the core for $target"
-    cargo check -p portalocker --target "$target" --locked
-done
+step "cargo clippy of the core for Windows (all targets and features)"
+cargo clippy -p portalocker --all-features --all-targets --target x86_64-pc-windows-gnu --locked -- -D warnings
+
+step "the core's tests on Windows, under Wine (scripts/wine-test.sh)"
+scripts/wine-test.sh
+
+step "cargo check of the core for x86_64-apple-darwin"
+cargo check -p portalocker --all-features --target x86_64-apple-darwin --locked
 
 step "build the binaries the tests run"
 cargo build --release --workspace --bins --locked

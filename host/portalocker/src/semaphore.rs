@@ -451,10 +451,12 @@ mod tests {
 
     #[test]
     fn slot_names_match_portalocker() {
+        // The directory is made absolute: `/x` is `C:\\x` on Windows.
+        let x = std::path::absolute("/x").unwrap();
         let sem = BoundedSemaphore::new(3, "jobs").unwrap().directory("/x");
-        assert_eq!(sem.filename(0), PathBuf::from("/x/jobs.00.lock"));
-        assert_eq!(sem.filename(7), PathBuf::from("/x/jobs.07.lock"));
-        assert_eq!(sem.filename(123), PathBuf::from("/x/jobs.123.lock"));
+        assert_eq!(sem.filename(0), x.join("jobs.00.lock"));
+        assert_eq!(sem.filename(7), x.join("jobs.07.lock"));
+        assert_eq!(sem.filename(123), x.join("jobs.123.lock"));
         assert_eq!(sem.filenames().len(), 3);
     }
 
@@ -473,7 +475,8 @@ mod tests {
     fn custom_patterns() {
         let sem = BoundedSemaphore::new(2, "db").unwrap().directory("/d");
         let sem = sem.filename_pattern("slot-{number:03d}-{name}").unwrap();
-        assert_eq!(sem.filename(4), PathBuf::from("/d/slot-004-db"));
+        let d = std::path::absolute("/d").unwrap();
+        assert_eq!(sem.filename(4), d.join("slot-004-db"));
         let sem = BoundedSemaphore::new(2, "db").unwrap();
         for bad in [
             "{name}.lock",

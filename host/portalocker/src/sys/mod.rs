@@ -51,7 +51,10 @@ pub(crate) fn lock_blocking(file: &File, mode: LockMode) -> io::Result<()> {
 
 /// Release the lock held through `file`. Harmless when none is held.
 pub(crate) fn unlock(file: &File) -> io::Result<()> {
-    fs4::FileExt::unlock(file)
+    match fs4::FileExt::unlock(file) {
+        Err(e) if nothing_to_unlock(&e) => Ok(()),
+        other => other,
+    }
 }
 
 /// Identifies a file: device and inode where the platform tells, `(0, 0)`

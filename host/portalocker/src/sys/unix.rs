@@ -17,6 +17,11 @@ pub(super) fn contention_errno(error: &io::Error) -> bool {
     )
 }
 
+/// `flock(LOCK_UN)` without a lock succeeds: there is no such error.
+pub(super) fn nothing_to_unlock(_error: &io::Error) -> bool {
+    false
+}
+
 /// Open `path` with `options`, refusing to follow a symlink in the last
 /// component and refusing anything but a regular file. New files get
 /// `0o666 & !umask`, as `open()` in Python does.

@@ -13,12 +13,24 @@ const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
 const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x0000_0400;
 const ERROR_LOCK_VIOLATION: i32 = 33;
 const ERROR_SHARING_VIOLATION: i32 = 32;
+const ERROR_NOT_LOCKED: i32 = 158;
 
 /// `ERROR_LOCK_VIOLATION` is contention (portalocker's Win32 locker).
 pub(super) fn contention_errno(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(ERROR_LOCK_VIOLATION) | Some(ERROR_SHARING_VIOLATION)
+    )
+}
+
+/// Whether a failed `UnlockFile` only says this handle held no lock:
+/// Windows says `ERROR_NOT_LOCKED`, Wine says `ERROR_LOCK_VIOLATION` (an
+/// unlock never waits for anyone, so on unlock that error can mean nothing
+/// else). portalocker ignores `ERROR_NOT_LOCKED` on unlock too.
+pub(super) fn nothing_to_unlock(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(ERROR_NOT_LOCKED) | Some(ERROR_LOCK_VIOLATION)
     )
 }
 
