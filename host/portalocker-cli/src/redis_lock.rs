@@ -11,6 +11,28 @@ use crate::child::{self, Tie};
 use crate::failure::{Failure, exit};
 use crate::wait::{announced, failure};
 
+/// The Redis server: `url` if given, else `$REDIS_URL`, else the local
+/// server on the default port.
+pub fn server_url(url: Option<String>) -> String {
+    url.or_else(|| std::env::var("REDIS_URL").ok())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// `url` without its password, for messages: `redis://user:***@host/`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Take the lock (waiting as asked), run the command with the fencing token
 /// in `PORTALOCKER_FENCING_TOKEN`; if the lock is lost meanwhile, send the
 /// command SIGTERM and fail with [`exit::LOST`].
@@ -20,11 +42,7 @@ use crate::wait::{announced, failure};
 /// A [`Failure`] when the lock cannot be taken, is lost, or the command
 /// cannot run.
 pub fn run(args: RedisLockArgs) -> Result<u8, Failure> {
-    let url = args
-        .url
-        .clone()
-        .or_else(|| std::env::var("REDIS_URL").ok())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned());
+    let url = server_url(args.url.clone());
     let mut lock = RedisLock::open(&url, &args.name)
         .map_err(|e| failure(&args.wait, e))?
         .fencing(args.fencing);
@@ -32,7 +50,7 @@ pub fn run(args: RedisLockArgs) -> Result<u8, Failure> {
         lock = lock.shared();
     }
     let kind = if args.shared { "shared" } else { "exclusive" };
-    let what = format!("{kind} Redis lock {:?} on {url}", args.name);
+    let what = format!("{kind} Redis lock {:?} on {}", args.name, redacted(&url));
     let guard = announced(
         &args.wait,
         &what,
@@ -83,4 +101,23 @@ pub fn run(args: RedisLockArgs) -> Result<u8, Failure> {
     }
     drop(guard);
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redacted("redis://app:s3cret@db:6379/0"),
+            "redis://app:***@db:6379/0"
+        );
+        assert_eq!(redacted("redis://:s3cret@db/"), "redis://:***@db/");
+        assert_eq!(redacted("unix:///run/redis.sock"), "unix:///run/redis.sock");
+    }
 }

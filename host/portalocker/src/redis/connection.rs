@@ -95,6 +95,23 @@ pub(crate) async fn numsub(
     Ok(counts.first().map_or(0, |(_, n)| *n))
 }
 
+/// Ask the server never to evict this connection under client-memory
+/// pressure (`maxmemory-clients`): evicting a holder's connection would
+/// free its lock while it still works under it. Redis 7.0+ and Valkey have
+/// `CLIENT NO-EVICT`; where it is missing or refused (an ACL without
+/// `@admin`), the lock works as before, with eviction possible, and a
+/// broken connection shows on the commands sent with it.
+pub(crate) async fn exempt_from_eviction(conn: &mut MultiplexedConnection) {
+    let result = redis::cmd("CLIENT")
+        .arg("NO-EVICT")
+        .arg("on")
+        .exec_async(conn)
+        .await;
+    if let Err(e) = result {
+        log::debug!("CLIENT NO-EVICT refused ({e}); the lock connection may be evicted");
+    }
+}
+
 /// Refuse a cluster node or a replica: neither gives mutual exclusion.
 pub(crate) async fn check_topology(conn: &mut MultiplexedConnection) -> Result<()> {
     let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
@@ -154,6 +171,8 @@ pub(crate) struct LockConnection {
     lost: watch::Receiver<Option<String>>,
     responder: JoinHandle<()>,
     subscribed: bool,
+    /// Whether `CLIENT NO-EVICT on` was sent (with the first subscription).
+    exempt: bool,
     _counted: Counted,
 }
 
@@ -189,6 +208,7 @@ impl LockConnection {
             lost,
             responder,
             subscribed: false,
+            exempt: false,
             _counted: counted,
         })
     }
@@ -209,8 +229,16 @@ impl LockConnection {
         self.polled.store(false, Ordering::SeqCst);
         let (mut naming, mut subscribing, mut counting) =
             (self.conn.clone(), self.conn.clone(), self.conn.clone());
+        let mut exempting = (!self.exempt).then(|| self.conn.clone());
+        self.exempt = true;
         let all = async {
             tokio::try_join!(
+                async {
+                    if let Some(conn) = exempting.as_mut() {
+                        exempt_from_eviction(conn).await;
+                    }
+                    Ok::<(), Error>(())
+                },
                 async {
                     redis::cmd("CLIENT")
                         .arg("SETNAME")
@@ -226,11 +254,12 @@ impl LockConnection {
         // Counted as subscribed from the first byte sent: if this fails
         // half-way, the caller must not reuse the connection.
         self.subscribed = true;
-        let ((), (), subscribers) = tokio::time::timeout(timeout, all).await.map_err(|_| {
-            Error::RedisUnavailable(format!(
-                "the subscription was not confirmed within {timeout:?}"
-            ))
-        })??;
+        let ((), (), (), subscribers) =
+            tokio::time::timeout(timeout, all).await.map_err(|_| {
+                Error::RedisUnavailable(format!(
+                    "the subscription was not confirmed within {timeout:?}"
+                ))
+            })??;
         Ok(subscribers)
     }
 

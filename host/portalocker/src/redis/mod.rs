@@ -54,6 +54,7 @@ mod protocol;
 mod router;
 mod runtime;
 mod shared;
+mod status;
 
 use std::time::Duration;
 
@@ -61,6 +62,7 @@ pub use self::guard::{LossWatch, RedisLockGuard};
 pub use self::lock::RedisLock;
 pub use self::pool::{DEFAULT_MAX_IDLE, Pool, WeakPool};
 pub use self::protocol::MAX_CHANNEL_LEN;
+pub use self::status::{ClientInfo, LockStatus, Participant, Role};
 use crate::error::Error;
 /// The Redis client type ([`RedisLock::with_client`] takes one).
 pub use redis::Client;

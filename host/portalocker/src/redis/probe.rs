@@ -223,7 +223,10 @@ impl RedisLock {
 
     /// `CLIENT LIST`; `None` when the server refuses it (no `@admin`
     /// rights: then nobody can be reaped, which is said once per refusal).
-    async fn client_list(&self, conn: &mut MultiplexedConnection) -> Result<Option<String>> {
+    pub(super) async fn client_list(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Option<String>> {
         match redis::cmd("CLIENT").arg("LIST").query_async(conn).await {
             Ok(list) => Ok(Some(list)),
             Err(e) => match crate::error::Error::from(e) {
