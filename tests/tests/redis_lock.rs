@@ -559,3 +559,13 @@ fn holders_are_exempt_from_client_eviction_where_the_server_allows() {
         .release()
         .unwrap();
 }
+
+/// The suite runs on the server it was asked to (`scripts/test.sh` runs it
+/// on Redis and on Valkey): Valkey says `valkey_version`, Redis does not.
+#[test]
+fn the_server_is_the_one_asked_for() {
+    let server = RedisServer::start();
+    let info = server.cli(&["INFO", "server"]);
+    let valkey = portalocker_tests::redis_server::server_binary().contains("valkey");
+    assert_eq!(info.contains("valkey_version:"), valkey, "{info}");
+}

@@ -114,10 +114,12 @@ pub(crate) async fn exempt_from_eviction(conn: &mut MultiplexedConnection) {
 
 /// Refuse a cluster node or a replica: neither gives mutual exclusion.
 pub(crate) async fn check_topology(conn: &mut MultiplexedConnection) -> Result<()> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-    if info.lines().any(|line| line.trim() == "redis_mode:cluster") {
+    // `cluster_enabled:1` is what Redis (since 3.0) and Valkey both say;
+    // their `INFO server` differ (`redis_mode:` against `server_mode:`).
+    let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
+    if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
         return Err(Error::Unsupported(
-            "this Redis server is a cluster node: pub/sub counts are per node, so the lock would not be exclusive"
+            "this server is a cluster node: pub/sub counts are per node, so the lock would not be exclusive"
                 .into(),
         ));
     }
