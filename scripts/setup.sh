@@ -23,6 +23,20 @@ installed_targets="$(rustup target list --installed)"
 for target in wasm32-wasip2 x86_64-pc-windows-gnu x86_64-apple-darwin; do
     grep -qx "$target" <<<"$installed_targets" || need_targets+=("$target")
 done
+# The MSRV check (scripts/test.sh) builds with the rust-version the crates
+# state, and the docs.rs-style doc build needs nightly.
+msrv="$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$(dirname "$0")/../Cargo.toml")"
+[[ "$msrv" == *.*.* ]] || msrv="$msrv.0"
+for toolchain in "$msrv" nightly; do
+    if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
+        echo "setup: rustup toolchain install $toolchain --profile minimal"
+        rustup toolchain install "$toolchain" --profile minimal
+    fi
+    if [ "$toolchain" = "$msrv" ] && ! rustup target list --installed --toolchain "$msrv" | grep -qx wasm32-wasip2; then
+        rustup target add wasm32-wasip2 --toolchain "$msrv"
+    fi
+done
+
 if ((${#need_targets[@]})); then
     echo "setup: rustup target add ${need_targets[*]}"
     rustup target add "${need_targets[@]}"

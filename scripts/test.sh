@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run the whole test suite, installing what it needs first (scripts/setup.sh):
-# formatting, lints, docs (warnings are errors), the core's tests on Windows
-# (under Wine), a compile check of the core for macOS, and every test (unit, doc, multi-process, CLI, and
-# interoperability with Python's portalocker 4.4.2).
+# formatting, lints, docs (warnings are errors; the core's also as docs.rs
+# builds them), the MSRV, `cargo package` of every publishable crate, the
+# core's tests on Windows (under Wine), a compile check of the core for
+# macOS, and every test (unit, doc, multi-process, CLI, interoperability with
+# Python's portalocker 4.4.2), with the Redis suite on Redis and on Valkey.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,19 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --lib --all-features \
     -p portalocker -p portalocker-wasmtime -p portalocker-cli
 RUSTDOCFLAGS="-D warnings" cargo doc --manifest-path guest/Cargo.toml --no-deps --locked \
     -p portalocker-guest --all-features --target wasm32-wasip2
+
+msrv="$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)"
+step "MSRV: the publishable crates build with Rust $msrv (the rust-version they state)"
+[[ "$msrv" == *.*.* ]] || msrv="$msrv.0"
+cargo "+$msrv" check --locked --all-features -p portalocker -p portalocker-wasmtime -p portalocker-cli
+cargo "+$msrv" check --manifest-path guest/Cargo.toml --locked --all-features -p portalocker-guest --target wasm32-wasip2
+
+step "the core's docs as docs.rs builds them (nightly, --cfg docsrs, all features)"
+RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo +nightly doc --no-deps --locked --all-features -p portalocker
+
+step "cargo package of every publishable crate (each verified by building it from its package)"
+cargo package --locked -p portalocker -p portalocker-wasmtime -p portalocker-cli
+cargo package --manifest-path guest/Cargo.toml --locked -p portalocker-guest
 
 step "cargo clippy of the core for Windows (all targets and features)"
 cargo clippy -p portalocker --all-features --all-targets --target x86_64-pc-windows-gnu --locked -- -D warnings

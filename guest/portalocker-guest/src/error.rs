@@ -42,6 +42,7 @@ macro_rules! error_helpers {
     };
 }
 
+#[cfg(feature = "async")]
 pub(crate) use error_helpers;
 
 error_helpers!(Error);

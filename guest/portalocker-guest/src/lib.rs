@@ -38,7 +38,7 @@ mod semaphore;
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "portalocker:locks/plugin",
         generate_all,
     });

@@ -24,13 +24,13 @@ macro_rules! plugin_bindings {
 
 /// Every import is synchronous: blocking calls block the calling thread.
 pub(crate) mod sync_ {
-    plugin_bindings!("../../wit", default: trappable);
+    plugin_bindings!("wit", default: trappable);
 }
 
 /// Only the calls that can wait are async; they never block the executor.
 pub(crate) mod async_ {
     plugin_bindings!(
-        "../../wit",
+        "wit",
         "portalocker:locks/file-lock.[method]file-lock.lock": async | trappable,
         "portalocker:locks/file-lock.[method]file-lock.lock-for": async | trappable,
         "portalocker:locks/semaphore.[method]semaphore.acquire": async | trappable,
@@ -47,7 +47,7 @@ pub(crate) mod async_ {
 /// and `lost` needs the store to make its `future`.
 pub(crate) mod v0_2 {
     plugin_bindings!(
-        "../../wit/v0.2",
+        "wit/v0.2",
         "portalocker:locks/file-lock.[method]file-lock-guard.lost": store | trappable,
         "portalocker:locks/semaphore.[method]semaphore-permit.lost": store | trappable,
         "portalocker:locks/redis-lock.[method]redis-lock-guard.lost": store | trappable,

@@ -48,7 +48,7 @@ mod semaphore;
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2",
+        path: "wit/v0.2",
         world: "portalocker:locks/command",
         pub_export_macro: true,
         export_macro_name: "__export_command",
