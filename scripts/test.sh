@@ -55,6 +55,9 @@ cargo package --manifest-path guest/Cargo.toml --locked -p portalocker-guest
 step "cargo clippy of the core for Windows (all targets and features)"
 cargo clippy -p portalocker --all-features --all-targets --target x86_64-pc-windows-gnu --locked -- -D warnings
 
+step "cargo clippy of the command for Windows (it builds there; status probes the lock)"
+cargo clippy -p portalocker-cli --target x86_64-pc-windows-gnu --locked -- -D warnings
+
 step "the core's tests on Windows, under Wine (scripts/wine-test.sh)"
 scripts/wine-test.sh
 

@@ -256,4 +256,10 @@ mod signals {
 
         pub fn to(&self, _pid: u32) {}
     }
+
+    impl Drop for Forwarding {
+        /// Nothing was installed, so nothing is restored (as on Unix, the
+        /// forwarding ends where it is dropped).
+        fn drop(&mut self) {}
+    }
 }

@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `flock(2)`: portalocker's, Python's portalocker's, flock(1)'s.
+    #[cfg(target_os = "linux")]
     Flock,
     /// `fcntl(2)` record lock, owned by a process.
+    #[cfg(target_os = "linux")]
     Posix,
     /// `fcntl(2)` open-file-description lock, owned by no process.
+    #[cfg(target_os = "linux")]
     Ofd,
     /// Found by trying the lock (no kind is told): not on Linux.
     #[cfg(not(target_os = "linux"))]
@@ -25,8 +28,11 @@ impl Kind {
     /// The name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
+            #[cfg(target_os = "linux")]
             Kind::Flock => "flock",
+            #[cfg(target_os = "linux")]
             Kind::Posix => "posix",
+            #[cfg(target_os = "linux")]
             Kind::Ofd => "ofd",
             #[cfg(not(target_os = "linux"))]
             Kind::Probed => "probed",
