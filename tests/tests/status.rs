@@ -5,9 +5,7 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Holder, cli, lockworker, pyworker};
@@ -51,27 +49,12 @@ fn pids(list: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// Start a plugin under `portalocker run` that says `ready` (its first
-/// line, whatever it is) once it holds; it lets go at a line on stdin.
-fn plugin(args: &[&str]) -> Child {
-    let mut child = cli()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(!line.is_empty(), "the plugin exited: {:?}", child.wait());
-    child
-}
-
-fn finish(mut child: Child) {
-    writeln!(child.stdin.take().unwrap(), "go").unwrap();
-    assert!(child.wait().unwrap().success());
+/// A plugin under `portalocker run` that holds once it has said its first
+/// line, and lets go when its stdin closes ([`Holder::release`]).
+fn plugin(args: &[&str]) -> Holder {
+    let mut command = cli();
+    command.arg("run").args(args);
+    Holder::start(command)
 }
 
 /// Poll `check` for up to 20 s (a process must reach its wait first).
@@ -153,18 +136,14 @@ fn file_holders_of_every_kind_are_named() {
 
     // The CLI hands its lock to the command: both hold it, and a waiter
     // is listed as waiting.
-    let mut held = cli()
-        .arg("lock")
-        .arg(&path)
-        .args(["--", "sh", "-c", "echo ready; read line"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(held.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let held = Holder::start({
+        let mut command = cli();
+        command
+            .arg("lock")
+            .arg(&path)
+            .args(["--", "sh", "-c", "echo ready; read line || true"]);
+        command
+    });
     let mut waiter = cli()
         .args(["lock", "-s", "-q"])
         .arg(&path)
@@ -178,7 +157,7 @@ fn file_holders_of_every_kind_are_named() {
     assert_eq!(code, 1);
     let holders = pids(&report["holders"]);
     assert_eq!(holders.len(), 2, "portalocker and its command: {report}");
-    assert!(holders.contains(&u64::from(held.id())), "{report}");
+    assert!(holders.contains(&u64::from(held.pid())), "{report}");
     let commands: Vec<&str> = report["holders"]
         .as_array()
         .unwrap()
@@ -186,7 +165,7 @@ fn file_holders_of_every_kind_are_named() {
         .map(|h| h["command"].as_str().unwrap())
         .collect();
     assert!(commands.contains(&"sh"), "{commands:?}");
-    finish(held);
+    held.release();
     assert!(waiter.wait().unwrap().success());
 
     // A plugin holds through its host process.
@@ -201,8 +180,8 @@ fn file_holders_of_every_kind_are_named() {
         let (code, report) = status_json(&[&path]);
         assert_eq!(code, 1);
         assert_eq!(report["state"], if shared { "shared" } else { "exclusive" });
-        assert_eq!(pids(&report["holders"]), vec![u64::from(held.id())]);
-        finish(held);
+        assert_eq!(pids(&report["holders"]), vec![u64::from(held.pid())]);
+        held.release();
     }
     assert_eq!(status_json(&[&path]).0, 0);
 }
@@ -263,7 +242,7 @@ fn semaphore_slots_name_their_holders() {
     let mut expected = vec![
         u64::from(native.pid()),
         u64::from(python.pid()),
-        u64::from(guest.id()),
+        u64::from(guest.pid()),
     ];
     expected.sort_unstable();
     assert_eq!(holders, expected);
@@ -280,7 +259,7 @@ fn semaphore_slots_name_their_holders() {
     // A larger semaphore over the same files has free slots too.
     assert_eq!(semaphore_status(dir.path(), Some(4)).1["free"], 2);
     native.release();
-    finish(guest);
+    guest.release();
     assert_eq!(semaphore_status(dir.path(), Some(3)).1["free"], 3);
 }
 
@@ -361,7 +340,7 @@ fn redis_holders_readers_and_waiters_are_named() {
         "{report}"
     );
     assert_eq!(redis_status(&server, "jobs").0, 0, "another name is free");
-    finish(guest);
+    guest.release();
 
     // Readers, Rust and Python, and a writer waiting for them to leave.
     let readers = [
