@@ -139,7 +139,8 @@ fn started(pid: u32) -> Option<u64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs_f64();
-    Some((now - running).round() as u64)
+    // Rounded down: never after the start, so never after a later "now".
+    Some((now - running).floor() as u64)
 }
 
 #[cfg(test)]
@@ -182,10 +183,12 @@ mod tests {
         let me = process(std::process::id());
         assert!(me.command.is_some());
         let started = me.started_unix.unwrap();
+        // Read after `process`: its "now" was no later than this one.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        assert!(started <= now && started + 86_400 * 365 > now);
+        assert!(started <= now, "started {started}, now {now}");
+        assert!(started + 86_400 * 365 > now, "started {started}, now {now}");
     }
 }
