@@ -70,3 +70,4 @@ pub mod components {
 
 pub mod proxy;
 pub mod redis_server;
+pub mod redis_topology;

@@ -114,9 +114,13 @@ pub struct StatusArgs {
     /// The Redis lock to inspect.
     #[arg(long, value_name = "NAME", conflicts_with = "path")]
     pub redis: Option<String>,
-    /// The Redis server (default: $REDIS_URL, else redis://127.0.0.1:6379/).
+    /// The Redis server (default: $REDIS_URL, else redis://127.0.0.1:6379/;
+    /// redis+cluster:// and redis+sentinel:// URLs as for redis-lock).
     #[arg(long, value_name = "URL", requires = "redis")]
     pub url: Option<String>,
+    /// The server is a node of a Redis Cluster (see redis-lock --cluster).
+    #[arg(long, requires = "redis")]
+    pub cluster: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -171,8 +175,17 @@ pub struct ComposeArgs {
 #[derive(Debug, Args)]
 pub struct RedisLockArgs {
     /// The Redis server (default: $REDIS_URL, else redis://127.0.0.1:6379/).
+    /// A redis+cluster://host:port[,host:port...] URL takes the lock on a
+    /// Redis Cluster, a redis+sentinel://host:port[,...]/SERVICE URL on the
+    /// master a Sentinel group names.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+    /// The server is a node of a Redis Cluster (7.0+): take the lock on the
+    /// cluster, on the shard of its hash slot (sharded pub/sub; not
+    /// compatible with Python's portalocker). The same as a
+    /// redis+cluster:// URL.
+    #[arg(long)]
+    pub cluster: bool,
     /// Take a shared lock instead of an exclusive one.
     #[arg(short, long)]
     pub shared: bool,

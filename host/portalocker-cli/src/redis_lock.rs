@@ -12,10 +12,26 @@ use crate::failure::{Failure, exit};
 use crate::wait::{announced, failure};
 
 /// The Redis server: `url` if given, else `$REDIS_URL`, else the local
-/// server on the default port.
-pub fn server_url(url: Option<String>) -> String {
-    url.or_else(|| std::env::var("REDIS_URL").ok())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned())
+/// server on the default port; with `cluster`, as a cluster's node (a
+/// `redis://` URL becomes `redis+cluster://`).
+///
+/// # Errors
+///
+/// `cluster` with a URL that names no cluster node (Sentinel, a socket).
+pub fn server_url(url: Option<String>, cluster: bool) -> Result<String, String> {
+    let url = url
+        .or_else(|| std::env::var("REDIS_URL").ok())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_owned());
+    if !cluster || url.starts_with("redis+cluster://") {
+        return Ok(url);
+    }
+    match url.strip_prefix("redis://") {
+        Some(rest) => Ok(format!("redis+cluster://{rest}")),
+        None => Err(format!(
+            "--cluster needs a redis:// or redis+cluster:// URL, not {}",
+            redacted(&url)
+        )),
+    }
 }
 
 /// `url` without its password, for messages: `redis://user:***@host/`.
@@ -42,7 +58,8 @@ pub fn redacted(url: &str) -> String {
 /// A [`Failure`] when the lock cannot be taken, is lost, or the command
 /// cannot run.
 pub fn run(args: RedisLockArgs) -> Result<u8, Failure> {
-    let url = server_url(args.url.clone());
+    let url =
+        server_url(args.url.clone(), args.cluster).map_err(|e| Failure::new(exit::USAGE, e))?;
     let mut lock = RedisLock::open(&url, &args.name)
         .map_err(|e| failure(&args.wait, e))?
         .fencing(args.fencing);

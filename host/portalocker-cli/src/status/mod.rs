@@ -28,7 +28,7 @@ pub const HELD: u8 = 1;
 /// make no sense (64).
 pub fn run(args: StatusArgs) -> Result<u8, Failure> {
     let report = if let Some(name) = &args.redis {
-        redis::inspect(name, args.url.clone())?
+        redis::inspect(name, args.url.clone(), args.cluster)?
     } else if let Some(name) = &args.semaphore {
         semaphore(name, args.directory.as_deref(), args.slots)?
     } else {

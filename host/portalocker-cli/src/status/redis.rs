@@ -12,8 +12,9 @@ use crate::failure::{Failure, exit};
 /// # Errors
 ///
 /// A [`Failure`] when the server cannot be asked.
-pub fn inspect(name: &str, url: Option<String>) -> Result<Report, Failure> {
-    let url = crate::redis_lock::server_url(url);
+pub fn inspect(name: &str, url: Option<String>, cluster: bool) -> Result<Report, Failure> {
+    let url = crate::redis_lock::server_url(url, cluster)
+        .map_err(|e| Failure::new(crate::failure::exit::USAGE, e))?;
     let shown = crate::redis_lock::redacted(&url);
     let status = RedisLock::open(&url, name)
         .and_then(|lock| lock.status())

@@ -10,7 +10,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::OwnedMutexGuard;
 
 use super::DEFAULT_UNAVAILABLE_TIMEOUT;
-use super::connection::{Advertised, LockConnection, numsub};
+use super::connection::{Advertised, LockConnection};
 use super::decide::{self, Probe, Round};
 use super::guard::{Grant, RedisLockGuard};
 use super::lock::RedisLock;
@@ -67,21 +67,25 @@ impl RedisLock {
         let turn = self.take_turn(&waiting).await?;
         let mut pause = RETRY_FIRST;
         loop {
-            match self.attempts_on_a_connection(&waiting, wait).await {
-                Ok((conn, fencing_token)) => {
+            match self.attempts_on_its_server(&waiting, wait).await {
+                Ok((pool, conn, fencing_token)) => {
                     return Ok(RedisLockGuard::new(Grant {
                         conn,
                         turn,
-                        pool: self.pool.clone(),
+                        pool,
+                        origin: self.pool.clone(),
                         shared: Arc::clone(&self.shared),
-                        channel: self.channel.clone(),
+                        name: self.name.clone(),
+                        wire: self.wire.clone(),
                         holder_id: self.holder_id.clone(),
                         mode: self.mode,
                         fencing_token,
                     }));
                 }
                 Err(Error::RedisUnavailable(reason)) => {
-                    self.pool.forget_command().await;
+                    // Perhaps the topology changed: look the server up
+                    // again (a cluster or Sentinel pool).
+                    self.pool.invalidate().await;
                     let now = Instant::now();
                     if waiting.expired() {
                         return Err(Error::RedisUnavailable(format!(
@@ -89,7 +93,7 @@ impl RedisLock {
                             started.elapsed()
                         )));
                     }
-                    log::debug!("{:?}: {reason}; trying again", self.channel);
+                    log::debug!("{:?}: {reason}; trying again", self.wire);
                     let mut nap = pause.mul_f64(0.5 + fastrand::f64());
                     if let Some(deadline) = deadline {
                         nap = nap.min(deadline - now);
@@ -97,14 +101,35 @@ impl RedisLock {
                     tokio::time::sleep(nap).await;
                     pause = (pause * 2).min(RETRY_LONGEST);
                 }
-                Err(e) => {
-                    if let Error::Redis(_) = e {
-                        self.pool.forget_command().await;
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Find the server that serves the lock now, and run attempts there;
+    /// its command connection is renewed after trouble.
+    async fn attempts_on_its_server(
+        &self,
+        waiting: &Started,
+        wait: Wait,
+    ) -> Result<(super::Pool, LockConnection, Option<u64>)> {
+        let on = self.on(self.pool.resolve(&self.wire).await?);
+        match on.attempts_on_a_connection(waiting, wait).await {
+            Ok((conn, fencing_token)) => Ok((on.pool, conn, fencing_token)),
+            Err(e) => {
+                if matches!(e, Error::RedisUnavailable(_) | Error::Redis(_)) {
+                    on.pool.forget_command().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// How many connections are subscribed to the lock's channel, on its
+    /// server (through `conn`) and the peers that may still hold a
+    /// subscription (see [`Pool::count`](super::Pool)).
+    pub(crate) async fn count(&self, conn: &mut MultiplexedConnection) -> Result<i64> {
+        self.pool.count(conn, &self.wire).await
     }
 
     /// One run of attempts on a lock connection; on failure the connection
@@ -286,7 +311,7 @@ impl RedisLock {
                 },
                 None => tokio::time::sleep(nap).await,
             }
-            if numsub(conn, &self.channel).await? > 0 {
+            if self.count(conn).await? > 0 {
                 came = true;
             } else if came {
                 let window = Instant::now() + POLLER_WINDOW;
@@ -300,12 +325,14 @@ impl RedisLock {
     /// What this acquisition advertises.
     fn advertised(&self, mode: WireMode, elected: bool) -> Advertised {
         Advertised {
-            channel: self.channel.clone(),
+            channel: self.wire.clone(),
             holder_id: self.holder_id.clone(),
             mode,
             elected,
             held: false,
             loss_after: self.loss_after(),
+            listening: false,
+            leaving: 0,
         }
     }
 
@@ -317,24 +344,26 @@ impl RedisLock {
     }
 
     /// Subscribe on `lock_conn`, once more on a fresh connection if the
-    /// lent one turned out dead (a reaper may kill connections).
+    /// lent one turned out dead (a reaper may kill connections); counts
+    /// the subscribers on the server and its peers.
     async fn subscribe(
         &self,
         lock_conn: &mut LockConnection,
         advertised: Advertised,
     ) -> Result<i64> {
-        match lock_conn
+        let here = match lock_conn
             .subscribe(advertised.clone(), self.unavailable_timeout)
             .await
         {
-            Ok(subscribers) => Ok(subscribers),
+            Ok(subscribers) => subscribers,
             Err(_) => {
                 *lock_conn = self.pool.lock_connection().await?;
                 lock_conn
                     .subscribe(advertised, self.unavailable_timeout)
-                    .await
+                    .await?
             }
-        }
+        };
+        Ok(here + self.pool.peer_count(&self.wire).await)
     }
 
     /// §6: attempts until held (returning the fencing token, if any), or
@@ -349,6 +378,11 @@ impl RedisLock {
         // The release notices stay subscribed between acquisitions, so a
         // waiter is listening before its first attempt fails.
         let mut notices: Option<Listener> = self.shared.notices.lock().await.take();
+        // A listener on another server (before a failover) hears nothing
+        // of this one.
+        if notices.as_ref().is_some_and(|n| !self.pool.owns(n)) {
+            notices = None;
+        }
         let outcome = self
             .attempts_listening(conn, lock_conn, waiting, wait, &mut notices)
             .await;
@@ -395,7 +429,7 @@ impl RedisLock {
             // with no confirming round trip.
             let optimistic = !reader && !lock_conn.subscribed();
             let subscribers = if lock_conn.subscribed() {
-                numsub(&mut lock_conn.connection(), &self.channel).await?
+                self.count(&mut lock_conn.connection()).await?
             } else {
                 let mode = if optimistic {
                     WireMode::Exclusive
@@ -472,7 +506,7 @@ impl RedisLock {
             // Wake when the count drops below what it is now (without us,
             // unless we stay subscribed as an elected writer), or to us
             // alone.
-            let baseline = numsub(conn, &self.channel).await?;
+            let baseline = self.count(conn).await?;
             let own = i64::from(lock_conn.subscribed());
             self.pause(conn, notices, until, baseline, own).await?;
         }
@@ -498,7 +532,7 @@ impl RedisLock {
         }
         let token = if self.fencing {
             let token: u64 = redis::cmd("INCRBY")
-                .arg(protocol::fence_key(&self.channel))
+                .arg(protocol::fence_key(&self.wire))
                 .arg(1)
                 .query_async(&mut lock_conn.connection())
                 .await
@@ -508,7 +542,7 @@ impl RedisLock {
                         cut(reason)
                     } else {
                         Error::Lost {
-                            channel: self.channel.clone(),
+                            channel: self.name.clone(),
                             reason,
                         }
                     }
@@ -526,7 +560,7 @@ impl RedisLock {
     async fn release_notices(&self) -> Option<Listener> {
         let router = self.pool.notices().await.ok()?;
         router
-            .listen(&protocol::release_channel(&self.channel))
+            .listen(&protocol::release_channel(&self.wire))
             .await
             .ok()
     }
@@ -574,7 +608,7 @@ impl RedisLock {
                 },
                 None => tokio::time::sleep(nap).await,
             }
-            let count = numsub(conn, &self.channel).await?;
+            let count = self.count(conn).await?;
             if count < seen || count <= own {
                 self.settle(notices, until).await;
                 return Ok(());

@@ -82,17 +82,132 @@ pub(crate) async fn push_connection(
     Ok((connection, receiver))
 }
 
-/// `PUBSUB NUMSUB channel`.
-pub(crate) async fn numsub(
-    conn: &mut MultiplexedConnection,
-    channel: impl AsRef<[u8]>,
-) -> Result<i64> {
-    let counts: Vec<(Vec<u8>, i64)> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel.as_ref())
-        .query_async(conn)
-        .await?;
-    Ok(counts.first().map_or(0, |(_, n)| *n))
+/// Which pub/sub a lock speaks: the server-wide one (a standalone server,
+/// or the master a Sentinel group names), or Redis Cluster's sharded one,
+/// whose channels live on the shard that owns their hash slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `SUBSCRIBE`, `PUBLISH`, `PUBSUB NUMSUB`.
+    Plain,
+    /// `SSUBSCRIBE`, `SPUBLISH`, `PUBSUB SHARDNUMSUB`.
+    Sharded,
+}
+
+impl Dialect {
+    /// The command that publishes.
+    pub(crate) fn publish(
+        self,
+        channel: impl AsRef<[u8]>,
+        message: impl AsRef<[u8]>,
+    ) -> redis::Cmd {
+        let name = match self {
+            Dialect::Plain => "PUBLISH",
+            Dialect::Sharded => "SPUBLISH",
+        };
+        let mut cmd = redis::cmd(name);
+        cmd.arg(channel.as_ref()).arg(message.as_ref());
+        cmd
+    }
+
+    /// Subscribe `conn` to `channel`; returns once the server confirmed.
+    /// One channel per command: each confirmation is taken as the reply of
+    /// the command it answers.
+    pub(crate) async fn subscribe(
+        self,
+        conn: &mut MultiplexedConnection,
+        channel: impl AsRef<[u8]>,
+    ) -> redis::RedisResult<()> {
+        match self {
+            Dialect::Plain => conn.subscribe(channel.as_ref()).await,
+            Dialect::Sharded => {
+                redis::cmd("SSUBSCRIBE")
+                    .arg(channel.as_ref())
+                    .exec_async(conn)
+                    .await
+            }
+        }
+    }
+
+    /// Unsubscribe `conn` from `channel`.
+    pub(crate) async fn unsubscribe(
+        self,
+        conn: &mut MultiplexedConnection,
+        channel: impl AsRef<[u8]>,
+    ) -> redis::RedisResult<()> {
+        match self {
+            Dialect::Plain => conn.unsubscribe(channel.as_ref()).await,
+            Dialect::Sharded => {
+                redis::cmd("SUNSUBSCRIBE")
+                    .arg(channel.as_ref())
+                    .exec_async(conn)
+                    .await
+            }
+        }
+    }
+
+    /// Whether a push is a message in this dialect.
+    pub(crate) fn is_message(self, kind: &PushKind) -> bool {
+        match self {
+            Dialect::Plain => *kind == PushKind::Message,
+            Dialect::Sharded => *kind == PushKind::SMessage,
+        }
+    }
+
+    /// Whether a push says a subscription ended (our own unsubscription,
+    /// or the server's, when a cluster slot moves or its shard fails over).
+    pub(crate) fn is_unsubscription(self, kind: &PushKind) -> bool {
+        match self {
+            Dialect::Plain => *kind == PushKind::Unsubscribe,
+            Dialect::Sharded => *kind == PushKind::SUnsubscribe,
+        }
+    }
+
+    /// How many connections this server has subscribed to `channel`
+    /// (`PUBSUB NUMSUB` or `PUBSUB SHARDNUMSUB`).
+    pub(crate) async fn numsub(
+        self,
+        conn: &mut MultiplexedConnection,
+        channel: impl AsRef<[u8]>,
+    ) -> Result<i64> {
+        let which = match self {
+            Dialect::Plain => "NUMSUB",
+            Dialect::Sharded => "SHARDNUMSUB",
+        };
+        let counts: Vec<(Vec<u8>, i64)> = redis::cmd("PUBSUB")
+            .arg(which)
+            .arg(channel.as_ref())
+            .query_async(conn)
+            .await?;
+        Ok(counts.first().map_or(0, |(_, n)| *n))
+    }
+}
+
+/// What a server must be for a lock to use it, checked once per command
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// A standalone primary: not a cluster node (pub/sub counts would be
+    /// per node), not a replica (subscriptions are not replicated).
+    Standalone,
+    /// A node of a Redis Cluster, master or replica (which nodes own a
+    /// lock's slot is checked on every subscription).
+    ClusterNode,
+    /// A node a Sentinel group watches, master or replica (whether it is
+    /// the master is checked on every subscription).
+    SentinelNode,
+}
+
+/// What a lock connection proves in the round trip that subscribes it,
+/// where the server that answers might not be the one the lock must use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proof {
+    /// Nothing: the server was checked when the pool connected.
+    None,
+    /// That the node owns the lock's hash slot: a key of the slot is read
+    /// (a node that does not own it answers `MOVED`).
+    SlotOwner,
+    /// That the node is a master (`ROLE`).
+    Primary,
 }
 
 /// Ask the server never to evict this connection under client-memory
@@ -112,31 +227,56 @@ pub(crate) async fn exempt_from_eviction(conn: &mut MultiplexedConnection) {
     }
 }
 
-/// Refuse a cluster node or a replica: neither gives mutual exclusion.
-pub(crate) async fn check_topology(conn: &mut MultiplexedConnection) -> Result<()> {
+/// Check that the server is what `check` asks for: a standalone primary
+/// (refusing a cluster node or a replica: neither gives mutual exclusion
+/// on the server-wide pub/sub), or a cluster node, or a node that is not
+/// one.
+pub(crate) async fn check_topology(conn: &mut MultiplexedConnection, check: Check) -> Result<()> {
     // `cluster_enabled:1` is what Redis (since 3.0) and Valkey both say;
     // their `INFO server` differ (`redis_mode:` against `server_mode:`).
     let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
-    if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
-        return Err(Error::Unsupported(
-            "this server is a cluster node: pub/sub counts are per node, so the lock would not be exclusive"
-                .into(),
-        ));
-    }
-    let role: redis::Value = redis::cmd("ROLE").query_async(conn).await?;
-    let primary = match &role {
-        redis::Value::Array(items) => {
-            matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master")
+    let cluster = info.lines().any(|line| line.trim() == "cluster_enabled:1");
+    match (check, cluster) {
+        (Check::ClusterNode, true) => return Ok(()),
+        (Check::ClusterNode, false) => {
+            return Err(Error::Unsupported(
+                "this server is not a Redis Cluster node (use a redis:// URL for a standalone server)"
+                    .into(),
+            ));
         }
-        _ => false,
-    };
-    if !primary {
+        (_, true) => {
+            return Err(Error::Unsupported(
+                "this server is a cluster node: pub/sub counts are per node, so the lock would not be exclusive \
+                 (use cluster mode: a redis+cluster:// URL, or --cluster)"
+                    .into(),
+            ));
+        }
+        (Check::SentinelNode, false) => return Ok(()),
+        (Check::Standalone, false) => {}
+    }
+    if !is_primary(conn).await? {
         return Err(Error::Unsupported(
             "this Redis server is not a primary: subscriptions are not replicated, so the lock would not be exclusive"
                 .into(),
         ));
     }
     Ok(())
+}
+
+/// Whether the server says it is a master (`ROLE`).
+pub(crate) async fn is_primary(conn: &mut MultiplexedConnection) -> Result<bool> {
+    let role: redis::Value = redis::cmd("ROLE").query_async(conn).await?;
+    Ok(primary_role(&role))
+}
+
+/// Whether a `ROLE` reply is a master's.
+fn primary_role(role: &redis::Value) -> bool {
+    match role {
+        redis::Value::Array(items) => {
+            matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master")
+        }
+        _ => false,
+    }
 }
 
 /// What a participant advertises in its ping replies, changed atomically
@@ -157,6 +297,27 @@ pub(crate) struct Advertised {
     /// How long the server may stay silent before the connection counts as
     /// lost (see [`RedisLock::unavailable_timeout`](super::RedisLock)).
     pub(crate) loss_after: Duration,
+    /// Whether the connection means to be subscribed to `channel`: an
+    /// unsubscription it did not ask for (a cluster slot moved, its shard
+    /// failed over) is then the loss of the lock.
+    pub(crate) listening: bool,
+    /// How many unsubscriptions we sent whose notices the responder has
+    /// not seen yet (the notice of one may come after the next
+    /// subscription: it is ours, not the server's).
+    pub(crate) leaving: usize,
+}
+
+/// How the connections to one node talk and what they must prove (see
+/// [`Dialect`] and [`Proof`]), and the signal that the node stopped being
+/// the master (a Sentinel failover): every lock held through it is lost.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeTerms {
+    /// Server-wide or sharded pub/sub.
+    pub(crate) dialect: Dialect,
+    /// What each subscription proves.
+    pub(crate) proof: Proof,
+    /// Set, with the reason, when the node is no longer the master.
+    pub(crate) demoted: watch::Receiver<Option<String>>,
 }
 
 /// A lock connection: dedicated to one acquisition at a time, named
@@ -175,6 +336,8 @@ pub(crate) struct LockConnection {
     subscribed: bool,
     /// Whether `CLIENT NO-EVICT on` was sent (with the first subscription).
     exempt: bool,
+    dialect: Dialect,
+    proof: Proof,
     _counted: Counted,
 }
 
@@ -184,6 +347,7 @@ impl LockConnection {
         client3: &Client,
         timeout: Duration,
         counted: Counted,
+        terms: NodeTerms,
     ) -> Result<Self> {
         let (conn, pushes) = push_connection(client3, timeout).await?;
         let state = Arc::new(Mutex::new(Advertised {
@@ -193,14 +357,20 @@ impl LockConnection {
             elected: false,
             held: false,
             loss_after: timeout / 2,
+            listening: false,
+            leaving: 0,
         }));
         let polled = Arc::new(AtomicBool::new(false));
         let (lost_tx, lost) = watch::channel(None);
         let responder = tokio::spawn(respond(
-            conn.clone(),
+            Responder {
+                conn: conn.clone(),
+                dialect: terms.dialect,
+                state: Arc::clone(&state),
+                polled: Arc::clone(&polled),
+            },
             pushes,
-            Arc::clone(&state),
-            Arc::clone(&polled),
+            terms.demoted,
             lost_tx,
         ));
         Ok(Self {
@@ -211,6 +381,8 @@ impl LockConnection {
             responder,
             subscribed: false,
             exempt: false,
+            dialect: terms.dialect,
+            proof: terms.proof,
             _counted: counted,
         })
     }
@@ -219,20 +391,31 @@ impl LockConnection {
     /// `C-lock-<id>`, subscribe to `C` (waiting for the confirmation) and
     /// count the subscribers: Redis runs one connection's commands in
     /// order, so the count includes us, and anyone who sees us subscribed
-    /// sees our name.
+    /// sees our name. Where the node might not be the one the lock must
+    /// use, the same round trip proves it is (see [`Proof`]).
     pub(crate) async fn subscribe(
         &mut self,
-        advertised: Advertised,
+        mut advertised: Advertised,
         timeout: Duration,
     ) -> Result<i64> {
         let channel = advertised.channel.clone();
         let name = protocol::connection_name(&channel, &advertised.holder_id);
-        *self.lock_state() = advertised;
+        advertised.listening = true;
+        {
+            let mut state = self.lock_state();
+            advertised.leaving = state.leaving;
+            *state = advertised;
+        }
         self.polled.store(false, Ordering::SeqCst);
-        let (mut naming, mut subscribing, mut counting) =
-            (self.conn.clone(), self.conn.clone(), self.conn.clone());
+        let (mut naming, mut subscribing, mut counting, mut proving) = (
+            self.conn.clone(),
+            self.conn.clone(),
+            self.conn.clone(),
+            self.conn.clone(),
+        );
         let mut exempting = (!self.exempt).then(|| self.conn.clone());
         self.exempt = true;
+        let (dialect, proof) = (self.dialect, self.proof);
         let all = async {
             tokio::try_join!(
                 async {
@@ -241,6 +424,7 @@ impl LockConnection {
                     }
                     Ok::<(), Error>(())
                 },
+                prove(&mut proving, proof, &channel),
                 async {
                     redis::cmd("CLIENT")
                         .arg("SETNAME")
@@ -249,14 +433,19 @@ impl LockConnection {
                         .await
                         .map_err(Error::from)
                 },
-                async { subscribing.subscribe(&channel).await.map_err(Error::from) },
-                numsub(&mut counting, &channel),
+                async {
+                    dialect
+                        .subscribe(&mut subscribing, &channel)
+                        .await
+                        .map_err(Error::from)
+                },
+                dialect.numsub(&mut counting, &channel),
             )
         };
         // Counted as subscribed from the first byte sent: if this fails
         // half-way, the caller must not reuse the connection.
         self.subscribed = true;
-        let ((), (), (), subscribers) =
+        let ((), (), (), (), subscribers) =
             tokio::time::timeout(timeout, all).await.map_err(|_| {
                 Error::RedisUnavailable(format!(
                     "the subscription was not confirmed within {timeout:?}"
@@ -276,13 +465,21 @@ impl LockConnection {
             state.held = false;
             state.mode = WireMode::Pending;
             state.elected = false;
+            state.listening = false;
+            state.leaving += 1;
             (state.channel.clone(), state.holder_id.clone())
         };
         let (mut leaving, mut renaming, mut telling) =
             (self.conn.clone(), self.conn.clone(), self.conn.clone());
+        let dialect = self.dialect;
         let all = async {
             tokio::try_join!(
-                async { leaving.unsubscribe(&channel).await.map_err(Error::from) },
+                async {
+                    dialect
+                        .unsubscribe(&mut leaving, &channel)
+                        .await
+                        .map_err(Error::from)
+                },
                 async {
                     redis::cmd("CLIENT")
                         .arg("SETNAME")
@@ -293,9 +490,8 @@ impl LockConnection {
                 },
                 async {
                     match notice {
-                        Some((channel, notice)) => redis::cmd("PUBLISH")
-                            .arg(channel)
-                            .arg(notice.payload(&holder_id))
+                        Some((channel, notice)) => dialect
+                            .publish(channel, notice.payload(&holder_id))
                             .query_async::<i64>(&mut telling)
                             .await
                             .map_err(Error::from),
@@ -368,19 +564,97 @@ impl Drop for LockConnection {
     }
 }
 
+/// Prove, in the round trip that subscribes, that this node is the one
+/// the lock must use (see [`Proof`]).
+async fn prove(conn: &mut MultiplexedConnection, proof: Proof, channel: &str) -> Result<()> {
+    match proof {
+        Proof::None => Ok(()),
+        // A node that does not own the slot (a replica, or a master the
+        // slot moved away from) answers `MOVED`, which the caller takes
+        // for a topology change and follows.
+        Proof::SlotOwner => redis::cmd("EXISTS")
+            .arg(protocol::fence_key(channel))
+            .query_async::<i64>(conn)
+            .await
+            .map(drop)
+            .map_err(Error::from),
+        Proof::Primary => match is_primary(conn).await? {
+            true => Ok(()),
+            false => Err(Error::RedisUnavailable(
+                "the server is no longer the master (a failover)".into(),
+            )),
+        },
+    }
+}
+
 /// The answer to a keepalive PING, to come.
 type Pong = std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<redis::Value>> + Send>>;
 
-/// Answer pings on the connection's channel (each answer sent without
-/// waiting for the next), ping the server every [`KEEPALIVE`], and report
-/// the connection's death on `lost`: when it closes, or when the server
-/// leaves a PING unanswered for the connection's `loss_after` (a half-open
-/// link, a partition, a stalled server: a peer may reap us soon after).
-async fn respond(
+/// What the responder of a lock connection works with.
+struct Responder {
     conn: MultiplexedConnection,
-    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    dialect: Dialect,
     state: Arc<Mutex<Advertised>>,
     polled: Arc<AtomicBool>,
+}
+
+impl Responder {
+    fn state(&self) -> std::sync::MutexGuard<'_, Advertised> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer a ping on our channel with our record, without waiting for
+    /// the answer to go out.
+    fn answer(&self, message: &Msg) {
+        let Some(ping) = protocol::parse_ping(message.get_payload_bytes()) else {
+            return;
+        };
+        let record = {
+            let state = self.state();
+            if message.get_channel::<Vec<u8>>().ok().as_deref() != Some(state.channel.as_bytes()) {
+                return;
+            }
+            if state.held && !ping.noticed {
+                self.polled.store(true, Ordering::SeqCst);
+            }
+            protocol::record(&state.holder_id, state.mode, state.elected)
+        };
+        let mut publishing = self.conn.clone();
+        let publish = self.dialect.publish(ping.reply_channel, record);
+        tokio::spawn(async move {
+            let _: redis::RedisResult<()> = publish.query_async(&mut publishing).await;
+        });
+    }
+
+    /// Whether an unsubscription push ends the subscription we mean to
+    /// keep: the server dropped it (a slot moved, a failover). Notices of
+    /// our own unsubscriptions are counted off first.
+    fn dropped(&self, push: &PushInfo) -> bool {
+        let mut state = self.state();
+        if state.leaving > 0 {
+            state.leaving -= 1;
+            return false;
+        }
+        state.listening
+            && push.data.first().is_some_and(|channel| {
+                matches!(channel, redis::Value::BulkString(name) if name == state.channel.as_bytes())
+            })
+    }
+}
+
+/// Answer pings on the connection's channel (each answer sent without
+/// waiting for the next), ping the server every [`KEEPALIVE`], and report
+/// the connection's death on `lost`: when it closes, when the server
+/// leaves a PING unanswered for the connection's `loss_after` (a half-open
+/// link, a partition, a stalled server: a peer may reap us soon after),
+/// when the server ends the subscription itself (a cluster slot moved or
+/// its shard failed over), or when the node is `demoted` (a Sentinel
+/// failover: then the connection is closed, so the old master drops the
+/// subscription too).
+async fn respond(
+    responder: Responder,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    mut demoted: watch::Receiver<Option<String>>,
     lost: watch::Sender<Option<String>>,
 ) {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
@@ -389,9 +663,35 @@ async fn respond(
     // long the server leaves a PING unanswered, not by how long since the
     // last answer (a process starved of CPU is not a silent server).
     let mut pinging: Option<(Instant, Pong)> = None;
+    let dialect = responder.dialect;
+    let mut watching = true;
     let reason = loop {
         tokio::select! {
             biased;
+            reason = async {
+                demoted
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|reason| (*reason).clone())
+            }, if watching => {
+                match reason {
+                    Some(reason) => {
+                        // Known as lost first; then the old master is
+                        // told to drop the subscription.
+                        let _ = lost.send(Some(reason));
+                        let mut conn = responder.conn.clone();
+                        let _ = tokio::time::timeout(
+                            UNSUBSCRIBE_TIMEOUT,
+                            redis::cmd("QUIT").exec_async(&mut conn),
+                        )
+                        .await;
+                        return;
+                    }
+                    // The pool is gone; nobody demotes the node any more.
+                    None => watching = false,
+                }
+            }
             pong = async {
                 match pinging.as_mut() {
                     Some((_, ping)) => ping.await,
@@ -408,39 +708,25 @@ async fn respond(
             push = pushes.recv() => match push {
                 None => break "the connection closed".to_owned(),
                 Some(push) if push.kind == PushKind::Disconnection => break "the connection was lost".to_owned(),
-                Some(push) if push.kind == PushKind::Message => {
-                    let Some(message) = Msg::from_push_info(push) else { continue };
-                    let Some(ping) = protocol::parse_ping(message.get_payload_bytes()) else { continue };
-                    let record = {
-                        let state = state.lock().unwrap_or_else(|p| p.into_inner());
-                        if message.get_channel::<Vec<u8>>().ok().as_deref() != Some(state.channel.as_bytes()) {
-                            continue;
-                        }
-                        if state.held && !ping.noticed {
-                            polled.store(true, Ordering::SeqCst);
-                        }
-                        protocol::record(&state.holder_id, state.mode, state.elected)
-                    };
-                    let mut publishing = conn.clone();
-                    tokio::spawn(async move {
-                        let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
-                            .arg(ping.reply_channel)
-                            .arg(record)
-                            .query_async(&mut publishing)
-                            .await;
-                    });
+                Some(push) if dialect.is_message(&push.kind) => {
+                    if let Some(message) = Msg::from_push_info(push) {
+                        responder.answer(&message);
+                    }
+                }
+                Some(push) if dialect.is_unsubscription(&push.kind) && responder.dropped(&push) => {
+                    break "the server ended the subscription (the lock's slot moved, or its shard failed over)".to_owned();
                 }
                 Some(_) => {}
             },
             _ = keepalive.tick() => {
-                let loss_after = state.lock().unwrap_or_else(|p| p.into_inner()).loss_after;
+                let loss_after = responder.state().loss_after;
                 match &pinging {
                     Some((sent, _)) if sent.elapsed() > loss_after => {
                         break format!("the server left a PING unanswered for {:?}", sent.elapsed());
                     }
                     Some(_) => {}
                     None => {
-                        let mut conn = conn.clone();
+                        let mut conn = responder.conn.clone();
                         pinging = Some((
                             Instant::now(),
                             Box::pin(async move { redis::cmd("PING").query_async(&mut conn).await }),

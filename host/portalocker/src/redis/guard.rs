@@ -23,10 +23,15 @@ pub(crate) struct Grant {
     pub(crate) turn: OwnedMutexGuard<()>,
     /// Where the connection goes back to.
     pub(crate) pool: Pool,
+    /// The pool the lock was opened with (a cluster's or Sentinel group's,
+    /// whose watchers report a failover while the guard lives).
+    pub(crate) origin: Pool,
     /// What the instance's clones share.
     pub(crate) shared: Arc<Shared>,
     /// The lock name.
-    pub(crate) channel: String,
+    pub(crate) name: String,
+    /// Its channel on the wire.
+    pub(crate) wire: String,
     /// The instance's holder id.
     pub(crate) holder_id: String,
     /// Exclusive or shared.
@@ -43,8 +48,10 @@ pub struct RedisLockGuard {
     lost: watch::Receiver<Option<String>>,
     released: watch::Sender<bool>,
     pool: Pool,
+    _origin: Pool,
     shared: Arc<Shared>,
-    channel: String,
+    name: String,
+    wire: String,
     holder_id: String,
     mode: LockMode,
     fencing_token: Option<u64>,
@@ -59,8 +66,10 @@ impl RedisLockGuard {
             held: Some((grant.conn, grant.turn)),
             released: watch::channel(false).0,
             pool: grant.pool,
+            _origin: grant.origin,
             shared: grant.shared,
-            channel: grant.channel,
+            name: grant.name,
+            wire: grant.wire,
             holder_id: grant.holder_id,
             mode: grant.mode,
             fencing_token: grant.fencing_token,
@@ -80,7 +89,7 @@ impl RedisLockGuard {
 
     /// The lock name.
     pub fn channel(&self) -> &str {
-        &self.channel
+        &self.name
     }
 
     /// The holder id peers see.
@@ -107,7 +116,7 @@ impl RedisLockGuard {
     pub fn ensure_held(&self) -> Result<()> {
         match self.lost.borrow().clone() {
             Some(reason) => Err(Error::Lost {
-                channel: self.channel.clone(),
+                channel: self.name.clone(),
                 reason,
             }),
             None => Ok(()),
@@ -196,7 +205,7 @@ impl RedisLockGuard {
         let shared = Arc::clone(&self.shared);
         let turn = Releasing::new(turn, Arc::clone(&self.shared));
         let pool = self.pool.clone();
-        let channel = protocol::release_channel(&self.channel);
+        let channel = protocol::release_channel(&self.wire);
         Some(async move {
             if conn.lost().is_none()
                 && let Ok(heard) = conn.unsubscribe(Some((&channel, notice))).await
@@ -229,7 +238,7 @@ impl Drop for RedisLockGuard {
 impl std::fmt::Debug for RedisLockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLockGuard")
-            .field("channel", &self.channel)
+            .field("channel", &self.name)
             .field("holder_id", &self.holder_id)
             .field("mode", &self.mode)
             .field("fencing_token", &self.fencing_token)
@@ -273,6 +282,12 @@ pub struct LossWatch {
 }
 
 impl LossWatch {
+    /// Whether the lock was lost (never blocks; `false` once the guard
+    /// was released without a loss).
+    pub fn is_lost(&self) -> bool {
+        self.lost.borrow().is_some()
+    }
+
     /// Wait until the lock is lost (`Some(reason)`) or its guard is
     /// released or dropped (`None`), whichever comes first.
     pub async fn lost(&mut self) -> Option<String> {

@@ -22,7 +22,11 @@ use crate::wait::Wait;
 #[derive(Debug, Clone)]
 pub struct RedisLock {
     pub(crate) pool: Pool,
-    pub(crate) channel: String,
+    /// The lock name, as given.
+    pub(crate) name: String,
+    /// Its channel on the wire: the name, hash-tagged on a cluster
+    /// (`{name}`, so its keys and channels share its slot).
+    pub(crate) wire: String,
     pub(crate) holder_id: String,
     pub(crate) mode: LockMode,
     pub(crate) wait: Wait,
@@ -63,12 +67,20 @@ impl RedisLock {
     /// [`MAX_CHANNEL_LEN`](super::MAX_CHANNEL_LEN) bytes, or holds anything
     /// but printable ASCII without spaces: the protocol names each holder's
     /// connection after the lock, and Redis refuses other client names
-    /// (so Python's portalocker cannot use such names either).
+    /// (so Python's portalocker cannot use such names either). On a
+    /// cluster, also a name that starts with `}`: the lock is `{name}` on
+    /// the wire, a hash tag that keeps its keys and channels in its slot.
     pub fn with_pool(pool: &Pool, channel: &str) -> Result<Self> {
         protocol::validate_channel(channel).map_err(Error::InvalidArgument)?;
+        let wire = if pool.is_cluster() {
+            super::cluster::wire_channel(channel).map_err(Error::InvalidArgument)?
+        } else {
+            channel.to_owned()
+        };
         Ok(Self {
             pool: pool.clone(),
-            channel: channel.to_owned(),
+            name: channel.to_owned(),
+            wire,
             holder_id: protocol::random_id(),
             mode: LockMode::Exclusive,
             wait: Wait::DEFAULT,
@@ -117,9 +129,19 @@ impl RedisLock {
         self
     }
 
-    /// The lock name (the Redis channel).
+    /// The lock name (the Redis channel; on a cluster the channel is
+    /// `{name}`).
     pub fn channel(&self) -> &str {
-        &self.channel
+        &self.name
+    }
+
+    /// This lock, working through `pool` (a server [`Pool::resolve`]
+    /// found): its clones share the turn and what it learned.
+    pub(crate) fn on(&self, pool: Pool) -> Self {
+        Self {
+            pool,
+            ..self.clone()
+        }
     }
 
     /// This instance's holder id (32 lowercase hex digits).

@@ -17,8 +17,13 @@
 //! # Ok::<(), portalocker::Error>(())
 //! ```
 //!
-//! Only a single standalone Redis primary gives mutual exclusion: the lock
-//! refuses a Redis Cluster node and a replica.
+//! On a `redis://` URL the lock takes a single standalone Redis primary,
+//! and refuses a Redis Cluster node and a replica (neither would give
+//! mutual exclusion with portalocker's protocol). A `redis+cluster://` URL
+//! runs the same protocol on a cluster's sharded pub/sub, each lock on the
+//! shard that owns its hash slot; a `redis+sentinel://` URL follows a
+//! Sentinel group's master (see [`Pool::open`]). A failover, or a slot
+//! moving, is the loss of every lock held where it happened.
 //!
 //! Locks on one server can share their connections through a [`Pool`]: then
 //! any number of lock names costs three shared connections plus one per lock
@@ -44,6 +49,7 @@
 //!   and starts again at 1 on a server restarted without persistence.
 
 mod acquire;
+mod cluster;
 mod connection;
 mod decide;
 mod guard;
@@ -51,8 +57,11 @@ mod lock;
 mod pool;
 mod probe;
 mod protocol;
+mod routed;
 mod router;
 mod runtime;
+mod sentinel;
+mod servers;
 mod shared;
 mod status;
 
@@ -73,7 +82,8 @@ pub const DEFAULT_UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl From<redis::RedisError> for Error {
     /// A failure the server or the link may get over (a dropped or refused
-    /// connection, a timeout, `LOADING`, `TRYAGAIN`, `MASTERDOWN`) is
+    /// connection, a timeout, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, a
+    /// cluster's `MOVED`, `ASK`, `CLUSTERDOWN` and `READONLY`) is
     /// [`Error::RedisUnavailable`]; authentication, ACL, wrong-type and
     /// protocol errors are [`Error::Redis`].
     fn from(error: redis::RedisError) -> Self {
@@ -81,7 +91,14 @@ impl From<redis::RedisError> for Error {
         let transient = error.kind() != ErrorKind::AuthenticationFailed
             && matches!(
                 error.retry_method(),
-                RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry
+                RetryMethod::Reconnect
+                    | RetryMethod::RetryImmediately
+                    | RetryMethod::WaitAndRetry
+                    // A cluster's slot moved, or its shard failed over:
+                    // the lock looks its server up again.
+                    | RetryMethod::MovedRedirect
+                    | RetryMethod::AskRedirect
+                    | RetryMethod::RefreshSlotsAndRetry
             );
         if transient {
             Error::RedisUnavailable(error.to_string())

@@ -9,11 +9,16 @@ use std::time::{Duration, Instant};
 
 use redis::Client;
 use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
 
 use super::DEFAULT_UNAVAILABLE_TIMEOUT;
-use super::connection::{self, Counted, LockConnection, OpenCount};
-use super::router::Router;
+use super::connection::{
+    self, Check, Counted, Dialect, LockConnection, NodeTerms, OpenCount, Proof,
+};
+use super::routed::Routed;
+use super::router::{Listener, Router};
 use super::runtime;
+use super::servers::Servers;
 use crate::error::{Error, Result};
 
 /// How many idle lock connections a pool keeps by default.
@@ -46,14 +51,38 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// assert!(pool.connections() <= 5);
 /// # Ok::<(), portalocker::Error>(())
 /// ```
+///
+/// A pool opened on a `redis+cluster://` or `redis+sentinel://` URL holds
+/// such a set of connections for each server its locks use (see
+/// [`Pool::open`]).
 #[derive(Clone)]
 pub struct Pool {
-    inner: Arc<Inner>,
+    kind: Kind,
 }
+
+#[derive(Clone)]
+enum Kind {
+    /// The connections to one server.
+    Node(Arc<Inner>),
+    /// Locks spread over a cluster's shards, or following a Sentinel
+    /// group's master: a node pool per server, found per lock.
+    Routed(Arc<Routed>),
+}
+
+/// Peers whose counts join the node's: the other nodes that may still
+/// hold a subscription of a lock this node serves (its replicas, one of
+/// which may be a master just demoted that has not yet dropped its
+/// subscribers).
+type Peers = Vec<Pool>;
 
 struct Inner {
     client: Client,
     client3: Client,
+    check: Check,
+    dialect: Dialect,
+    proof: Proof,
+    peers: Mutex<Peers>,
+    demoted: watch::Sender<Option<String>>,
     connect_timeout: Duration,
     command: tokio::sync::Mutex<Option<(MultiplexedConnection, Counted)>>,
     replies: tokio::sync::Mutex<Option<Arc<Router>>>,
@@ -71,16 +100,31 @@ struct Idle {
 }
 
 impl Pool {
-    /// A pool for the server at `url` (`redis://host:port/db`). Connects
-    /// lazily.
+    /// A pool for the servers `url` names. Connects lazily.
+    ///
+    /// - `redis://[user:password@]host:port[/db]` (and the other forms the
+    ///   `redis` crate reads): one standalone server, wire-compatible with
+    ///   Python's portalocker. A cluster node or a replica is refused.
+    /// - `redis+cluster://[user:password@]host:port[,host:port...][/]`: a
+    ///   Redis Cluster, reached through any of the listed nodes. Each lock
+    ///   lives on the shard that owns its hash slot, on sharded pub/sub
+    ///   (Redis 7+). Not compatible with Python's portalocker, which has no
+    ///   cluster mode.
+    /// - `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`:
+    ///   the master a Sentinel group names `service`, found again after a
+    ///   failover; the credentials and db are the master's. A failover is
+    ///   the loss of every lock held on the old master.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a malformed URL.
     pub fn open(url: &str) -> Result<Self> {
-        let client = Client::open(url)
-            .map_err(|e| Error::invalid(format!("invalid Redis URL {url:?}: {e}")))?;
-        Self::with_client(client)
+        match Servers::parse(url)? {
+            Servers::Single(client) => Self::with_client(client),
+            routed => Ok(Self {
+                kind: Kind::Routed(Arc::new(Routed::new(routed))),
+            }),
+        }
     }
 
     /// A pool for an existing client's server.
@@ -89,10 +133,26 @@ impl Pool {
     ///
     /// As [`Pool::open`].
     pub fn with_client(client: Client) -> Result<Self> {
+        Self::node(client, Check::Standalone, Dialect::Plain, Proof::None)
+    }
+
+    /// A pool for one server that talks `dialect`, is checked with `check`
+    /// once and proves `proof` with every subscription.
+    pub(crate) fn node(
+        client: Client,
+        check: Check,
+        dialect: Dialect,
+        proof: Proof,
+    ) -> Result<Self> {
         Ok(Self {
-            inner: Arc::new(Inner {
+            kind: Kind::Node(Arc::new(Inner {
                 client3: connection::resp3(&client)?,
                 client,
+                check,
+                dialect,
+                proof,
+                peers: Mutex::default(),
+                demoted: watch::channel(None).0,
                 connect_timeout: DEFAULT_UNAVAILABLE_TIMEOUT,
                 command: tokio::sync::Mutex::new(None),
                 replies: tokio::sync::Mutex::new(None),
@@ -100,78 +160,232 @@ impl Pool {
                 idle: Mutex::default(),
                 max_idle: AtomicUsize::new(DEFAULT_MAX_IDLE),
                 open: Arc::default(),
-            }),
+            })),
         })
     }
 
-    /// Keep at most `max` idle lock connections (default
+    /// Keep at most `max` idle lock connections per server (default
     /// [`DEFAULT_MAX_IDLE`]); zero closes every lock connection on release.
     pub fn max_idle(self, max: usize) -> Self {
-        self.inner.max_idle.store(max, Ordering::SeqCst);
-        self.trim(|idle| idle.len() > max);
+        match &self.kind {
+            Kind::Node(inner) => {
+                inner.max_idle.store(max, Ordering::SeqCst);
+                trim(inner, |idle| idle.len() > max);
+            }
+            Kind::Routed(routed) => routed.set_max_idle(max),
+        }
         self
     }
 
-    /// How many connections to the server the pool has open now.
+    /// How many connections to the servers the pool has open now.
     pub fn connections(&self) -> usize {
-        self.inner.open.get()
+        match &self.kind {
+            Kind::Node(inner) => inner.open.get(),
+            Kind::Routed(routed) => routed.connections(),
+        }
     }
 
     /// Whether `self` and `other` are the same pool.
     pub fn same_as(&self, other: &Pool) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        match (&self.kind, &other.kind) {
+            (Kind::Node(a), Kind::Node(b)) => Arc::ptr_eq(a, b),
+            (Kind::Routed(a), Kind::Routed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// A reference that does not keep the pool (and its connections) alive.
     pub fn downgrade(&self) -> WeakPool {
-        WeakPool(Arc::downgrade(&self.inner))
+        WeakPool(match &self.kind {
+            Kind::Node(inner) => WeakKind::Node(Arc::downgrade(inner)),
+            Kind::Routed(routed) => WeakKind::Routed(Arc::downgrade(routed)),
+        })
+    }
+
+    /// Whether locks of this pool live on a Redis Cluster (then their
+    /// names are hash-tagged on the wire, see [`RedisLock`](super::RedisLock)).
+    pub(crate) fn is_cluster(&self) -> bool {
+        match &self.kind {
+            Kind::Node(inner) => inner.dialect == Dialect::Sharded,
+            Kind::Routed(routed) => routed.is_cluster(),
+        }
+    }
+
+    /// The pool of the server that serves `channel` now: this one for a
+    /// single server; for a cluster, the master of the channel's slot (its
+    /// replicas as peers); for Sentinel, the current master.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnavailable`] when no server could tell.
+    pub(crate) async fn resolve(&self, channel: &str) -> Result<Pool> {
+        match &self.kind {
+            Kind::Node(_) => Ok(self.clone()),
+            Kind::Routed(routed) => routed.resolve(channel).await,
+        }
+    }
+
+    /// After trouble that may be a topology change: look the servers up
+    /// again before the next resolution.
+    pub(crate) async fn invalidate(&self) {
+        if let Kind::Routed(routed) = &self.kind {
+            routed.invalidate().await;
+        }
+    }
+
+    /// The connections of one server: every internal use is on a pool
+    /// [`Pool::resolve`] returned.
+    fn inner(&self) -> Result<&Arc<Inner>> {
+        match &self.kind {
+            Kind::Node(inner) => Ok(inner),
+            Kind::Routed(_) => Err(Error::Unsupported(
+                "internal: a routed pool used without resolving a server".into(),
+            )),
+        }
+    }
+
+    /// The pub/sub this server speaks.
+    pub(crate) fn dialect(&self) -> Dialect {
+        match &self.kind {
+            Kind::Node(inner) => inner.dialect,
+            Kind::Routed(routed) if routed.is_cluster() => Dialect::Sharded,
+            Kind::Routed(_) => Dialect::Plain,
+        }
+    }
+
+    /// Whether `listener` listens through this pool's connections.
+    pub(crate) fn owns(&self, listener: &Listener) -> bool {
+        self.inner()
+            .is_ok_and(|inner| Arc::as_ptr(inner) as usize == listener.origin())
+    }
+
+    /// Set the peers whose counts join this server's.
+    pub(crate) fn set_peers(&self, peers: Peers) {
+        if let Ok(inner) = self.inner() {
+            *inner.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+        }
+    }
+
+    /// The server stopped being the master: every lock held through it is
+    /// lost (its connections are closed).
+    pub(crate) fn demote(&self, reason: &str) {
+        if let Ok(inner) = self.inner() {
+            inner.demoted.send_replace(Some(reason.to_owned()));
+        }
+    }
+
+    /// Whether [`Pool::demote`] was called.
+    pub(crate) fn demoted(&self) -> bool {
+        self.inner()
+            .is_ok_and(|inner| inner.demoted.borrow().is_some())
+    }
+
+    /// How many connections are subscribed to `channel`: on this server
+    /// (through `conn`, one of its connections) and on its peers. A peer
+    /// that cannot be reached within the connect timeout is left out (it
+    /// is down, or partitioned from us: see the README's topologies).
+    ///
+    /// # Errors
+    ///
+    /// When this server could not answer.
+    pub(crate) async fn count(
+        &self,
+        conn: &mut MultiplexedConnection,
+        channel: &str,
+    ) -> Result<i64> {
+        let dialect = self.dialect();
+        let (here, there) = tokio::join!(dialect.numsub(conn, channel), self.peer_count(channel));
+        Ok(here? + there)
+    }
+
+    /// How many connections the peers have subscribed to `channel`.
+    pub(crate) async fn peer_count(&self, channel: &str) -> i64 {
+        let peers = match self.inner() {
+            Ok(inner) => inner
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            Err(_) => return 0,
+        };
+        if peers.is_empty() {
+            return 0;
+        }
+        let counts = futures_util::future::join_all(peers.iter().map(|peer| async move {
+            let counted = async {
+                let mut conn = peer.command().await?;
+                peer.dialect().numsub(&mut conn, channel).await
+            };
+            match tokio::time::timeout(DEFAULT_UNAVAILABLE_TIMEOUT, counted).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    peer.forget_command().await;
+                    log::debug!("a peer could not count the subscribers of {channel:?}: {e}");
+                    0
+                }
+                Err(_) => {
+                    peer.forget_command().await;
+                    log::debug!("a peer did not count the subscribers of {channel:?} in time");
+                    0
+                }
+            }
+        }))
+        .await;
+        counts.into_iter().sum()
     }
 
     /// The command connection, connected (and the server checked) once.
     pub(crate) async fn command(&self) -> Result<MultiplexedConnection> {
-        let mut cached = self.inner.command.lock().await;
+        let inner = self.inner()?;
+        let mut cached = inner.command.lock().await;
         if let Some((conn, _)) = cached.as_ref() {
             return Ok(conn.clone());
         }
-        let counted = self.inner.open.count();
-        let timeout = self.inner.connect_timeout;
-        let mut conn = tokio::time::timeout(
-            timeout,
-            self.inner.client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| {
-            Error::RedisUnavailable(format!("no connection to Redis within {timeout:?}"))
-        })??;
-        connection::check_topology(&mut conn).await?;
+        let counted = inner.open.count();
+        let timeout = inner.connect_timeout;
+        let mut conn =
+            tokio::time::timeout(timeout, inner.client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| {
+                    Error::RedisUnavailable(format!("no connection to Redis within {timeout:?}"))
+                })??;
+        connection::check_topology(&mut conn, inner.check).await?;
         *cached = Some((conn.clone(), counted));
         Ok(conn)
     }
 
     /// Forget a command connection that failed, so the next call reconnects.
     pub(crate) async fn forget_command(&self) {
-        *self.inner.command.lock().await = None;
+        if let Ok(inner) = self.inner() {
+            *inner.command.lock().await = None;
+        }
     }
 
     /// The connection probes collect replies on.
     pub(crate) async fn replies(&self) -> Result<Arc<Router>> {
-        self.router(&self.inner.replies).await
+        self.router(|inner| &inner.replies).await
     }
 
     /// The connection waiters hear release notices on.
     pub(crate) async fn notices(&self) -> Result<Arc<Router>> {
-        self.router(&self.inner.notices).await
+        self.router(|inner| &inner.notices).await
     }
 
-    async fn router(&self, slot: &tokio::sync::Mutex<Option<Arc<Router>>>) -> Result<Arc<Router>> {
-        let mut slot = slot.lock().await;
+    async fn router(
+        &self,
+        slot: impl Fn(&Inner) -> &tokio::sync::Mutex<Option<Arc<Router>>>,
+    ) -> Result<Arc<Router>> {
+        let inner = self.inner()?;
+        let mut slot = slot(inner).lock().await;
         if let Some(router) = slot.as_ref().filter(|r| r.alive()) {
             return Ok(Arc::clone(router));
         }
         let router = Router::connect(
-            &self.inner.client3,
-            self.inner.connect_timeout,
-            self.inner.open.count(),
+            &inner.client3,
+            inner.connect_timeout,
+            inner.open.count(),
+            inner.dialect,
+            Arc::as_ptr(inner) as usize,
         )
         .await?;
         *slot = Some(Arc::clone(&router));
@@ -180,8 +394,9 @@ impl Pool {
 
     /// An idle lock connection, or a new one.
     pub(crate) async fn lock_connection(&self) -> Result<LockConnection> {
+        let inner = self.inner()?;
         loop {
-            let idle = self.lock_idle().connections.pop();
+            let idle = lock_idle(inner).connections.pop();
             match idle {
                 Some((conn, _)) if conn.reusable() => return Ok(conn),
                 Some(_) => continue,
@@ -189,9 +404,14 @@ impl Pool {
             }
         }
         LockConnection::connect(
-            &self.inner.client3,
-            self.inner.connect_timeout,
-            self.inner.open.count(),
+            &inner.client3,
+            inner.connect_timeout,
+            inner.open.count(),
+            NodeTerms {
+                dialect: inner.dialect,
+                proof: inner.proof,
+                demoted: inner.demoted.subscribe(),
+            },
         )
         .await
     }
@@ -199,11 +419,12 @@ impl Pool {
     /// Take back a lock connection after use: kept for the next acquisition
     /// if it is alive, unsubscribed and there is room; closed otherwise.
     pub(crate) fn give_back(&self, conn: LockConnection) {
-        if !conn.reusable() {
+        let Ok(inner) = self.inner() else { return };
+        if !conn.reusable() || self.demoted() {
             return;
         }
-        let mut idle = self.lock_idle();
-        if idle.connections.len() >= self.inner.max_idle.load(Ordering::SeqCst) {
+        let mut idle = lock_idle(inner);
+        if idle.connections.len() >= inner.max_idle.load(Ordering::SeqCst) {
             return;
         }
         if !idle.sweeping {
@@ -211,33 +432,43 @@ impl Pool {
                 return;
             };
             idle.sweeping = true;
-            runtime.spawn(sweep(Arc::downgrade(&self.inner)));
+            runtime.spawn(sweep(Arc::downgrade(inner)));
         }
         idle.connections.push((conn, Instant::now()));
     }
+}
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Idle> {
-        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
+fn lock_idle(inner: &Inner) -> std::sync::MutexGuard<'_, Idle> {
+    inner.idle.lock().unwrap_or_else(|p| p.into_inner())
+}
 
-    /// Close idle connections while `too_many` says so, oldest first.
-    fn trim(&self, too_many: impl Fn(&[(LockConnection, Instant)]) -> bool) {
-        let mut idle = self.lock_idle();
-        while too_many(&idle.connections) {
-            idle.connections.remove(0);
-        }
+/// Close idle connections while `too_many` says so, oldest first.
+fn trim(inner: &Inner, too_many: impl Fn(&[(LockConnection, Instant)]) -> bool) {
+    let mut idle = lock_idle(inner);
+    while too_many(&idle.connections) {
+        idle.connections.remove(0);
     }
 }
 
 /// A [`Pool`] that may be gone: for registries that must not keep
 /// connections open on their own.
 #[derive(Clone)]
-pub struct WeakPool(Weak<Inner>);
+pub struct WeakPool(WeakKind);
+
+#[derive(Clone)]
+enum WeakKind {
+    Node(Weak<Inner>),
+    Routed(Weak<Routed>),
+}
 
 impl WeakPool {
     /// The pool, if anyone still uses it.
     pub fn upgrade(&self) -> Option<Pool> {
-        self.0.upgrade().map(|inner| Pool { inner })
+        let kind = match &self.0 {
+            WeakKind::Node(inner) => Kind::Node(inner.upgrade()?),
+            WeakKind::Routed(routed) => Kind::Routed(routed.upgrade()?),
+        };
+        Some(Pool { kind })
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
 
-use super::connection::numsub;
 use super::decide::{self, Confirm};
 use super::lock::RedisLock;
 use super::protocol::{self, Record};
@@ -65,7 +64,7 @@ impl RedisLock {
         expected: i64,
     ) -> Result<Option<Vec<Record>>> {
         let router = self.pool.replies().await?;
-        let reply_channel = format!("{}-{}", self.channel, protocol::random_id());
+        let reply_channel = format!("{}-{}", self.wire, protocol::random_id());
         // Dropping the listener (at the end, or on cancellation) leaves the
         // reply channel.
         let mut replies = router.listen(reply_channel.as_bytes()).await?;
@@ -91,7 +90,7 @@ impl RedisLock {
         reply_channel: &str,
         expected: i64,
     ) -> Result<Option<Vec<Record>>> {
-        if numsub(conn, &self.channel).await? != expected {
+        if self.count(conn).await? != expected {
             return Ok(None);
         }
         let mut anchored = if self.shared.suspect.load(Ordering::SeqCst) {
@@ -99,9 +98,10 @@ impl RedisLock {
         } else {
             None
         };
-        let _: () = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(protocol::ping(reply_channel))
+        let _: () = self
+            .pool
+            .dialect()
+            .publish(&self.wire, protocol::ping(reply_channel))
             .query_async(conn)
             .await?;
         let expected_len = usize::try_from(expected).unwrap_or(0);
@@ -127,7 +127,7 @@ impl RedisLock {
                 None => {
                     // A live subscriber answers within a millisecond.
                     self.shared.suspect.store(true, Ordering::SeqCst);
-                    if numsub(conn, &self.channel).await? != expected {
+                    if self.count(conn).await? != expected {
                         churned = true;
                         match anchored.as_mut() {
                             None => return Ok(None),
@@ -155,14 +155,14 @@ impl RedisLock {
                     self.kill(conn, candidate).await;
                 }
             }
-            let settled = !churned && numsub(conn, &self.channel).await? == expected;
+            let settled = !churned && self.count(conn).await? == expected;
             if !silent.is_empty() || !settled || records.len() < expected_len {
                 return Ok(None);
             }
             self.shared.suspect.store(false, Ordering::SeqCst);
             return Ok(Some(records.into_values().collect()));
         }
-        if numsub(conn, &self.channel).await? != expected {
+        if self.count(conn).await? != expected {
             return Ok(None);
         }
         if records.len() < expected_len {
@@ -180,7 +180,7 @@ impl RedisLock {
         let Some(clients) = self.client_list(conn).await? else {
             return Ok(Vec::new());
         };
-        let legacy_name = format!("{}-lock", self.channel);
+        let legacy_name = format!("{}-lock", self.wire);
         Ok(clients
             .lines()
             .filter_map(|line| {
@@ -193,7 +193,7 @@ impl RedisLock {
                     .unwrap_or(0)
                     > 0;
                 let (id, name) = (field("id")?, field("name")?);
-                let holder = match protocol::holder_of_connection(&self.channel, name) {
+                let holder = match protocol::holder_of_connection(&self.wire, name) {
                     Some(holder) => Some(holder.to_owned()),
                     None if name == legacy_name => None,
                     None => return None,
@@ -232,7 +232,7 @@ impl RedisLock {
             Err(e) => match crate::error::Error::from(e) {
                 unavailable @ crate::error::Error::RedisUnavailable(_) => Err(unavailable),
                 refused => {
-                    log::warn!("cannot list the holders of {:?}: {refused}", self.channel);
+                    log::warn!("cannot list the holders of {:?}: {refused}", self.wire);
                     Ok(None)
                 }
             },
@@ -244,7 +244,7 @@ impl RedisLock {
         log::info!(
             "reaping the silent holder connection {} of {:?}",
             candidate.name,
-            self.channel
+            self.wire
         );
         let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
             .arg("KILL")
@@ -263,7 +263,7 @@ impl RedisLock {
     ) -> Result<()> {
         let answered: HashSet<&str> = replied.keys().map(String::as_str).collect();
         let any_legacy = replied.values().any(|r| r.legacy);
-        let legacy_name = format!("{}-lock", self.channel);
+        let legacy_name = format!("{}-lock", self.wire);
         let Some(clients) = self.client_list(conn).await? else {
             return Ok(());
         };
@@ -275,7 +275,7 @@ impl RedisLock {
             let (Some(id), Some(name)) = (field("id"), field("name")) else {
                 continue;
             };
-            let silent = match protocol::holder_of_connection(&self.channel, name) {
+            let silent = match protocol::holder_of_connection(&self.wire, name) {
                 Some(holder) => !answered.contains(holder),
                 None => name == legacy_name && !any_legacy,
             };
@@ -298,7 +298,7 @@ impl RedisLock {
     pub(crate) async fn confirm(&self, conn: &mut MultiplexedConnection) -> Result<bool> {
         let budget = Instant::now() + self.unavailable_timeout;
         loop {
-            let subscribers = numsub(conn, &self.channel).await?;
+            let subscribers = self.count(conn).await?;
             if subscribers <= 1 {
                 return Ok(true);
             }

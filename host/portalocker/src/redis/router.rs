@@ -14,19 +14,25 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, Msg, PushInfo, PushKind};
 use tokio::sync::mpsc;
 
-use super::connection::{Counted, push_connection};
+use super::connection::{Counted, Dialect, push_connection};
 use crate::error::{Error, Result};
 
 /// A shared subscriber connection.
 pub(crate) struct Router {
     conn: MultiplexedConnection,
     routes: Mutex<HashMap<Vec<u8>, Route>>,
+    /// Per channel, how many unsubscriptions we sent whose notices the
+    /// router has not seen yet (ours, not the server's).
+    leaving: Mutex<HashMap<Vec<u8>, usize>>,
     /// Serialises (un)subscriptions, so a channel's SUBSCRIBE and
     /// UNSUBSCRIBE reach the server in the order the listeners came and
     /// went.
     changes: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
+    dialect: Dialect,
+    /// Which pool made it (see [`Listener::origin`]).
+    origin: usize,
     timeout: Duration,
     /// The runtime the connection lives on, for unsubscribing from a drop.
     runtime: tokio::runtime::Handle,
@@ -50,13 +56,18 @@ impl Router {
         client3: &Client,
         timeout: Duration,
         counted: Counted,
+        dialect: Dialect,
+        origin: usize,
     ) -> Result<Arc<Self>> {
         let (conn, pushes) = push_connection(client3, timeout).await?;
         let alive = Arc::new(AtomicBool::new(true));
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Router>| Router {
-            router: tokio::spawn(route(weak.clone(), pushes, Arc::clone(&alive))),
+            router: tokio::spawn(route(weak.clone(), pushes, Arc::clone(&alive), dialect)),
+            dialect,
+            origin,
             conn,
             routes: Mutex::default(),
+            leaving: Mutex::default(),
             changes: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(0),
             alive,
@@ -99,7 +110,7 @@ impl Router {
         };
         if needed {
             let mut conn = self.conn.clone();
-            tokio::time::timeout(self.timeout, conn.subscribe(channel))
+            tokio::time::timeout(self.timeout, self.dialect.subscribe(&mut conn, channel))
                 .await
                 .map_err(|_| {
                     Error::RedisUnavailable(format!(
@@ -116,6 +127,23 @@ impl Router {
 
     fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Route>> {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an unsubscription notice of `channel` is one of ours
+    /// (counted off).
+    fn own_unsubscription(&self, channel: &[u8]) -> bool {
+        let mut leaving = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
+        match leaving.get_mut(channel) {
+            Some(pending) if *pending > 1 => {
+                *pending -= 1;
+                true
+            }
+            Some(_) => {
+                leaving.remove(channel);
+                true
+            }
+            None => false,
+        }
     }
 
     /// A listener left: unsubscribe its channel if it was the last one.
@@ -146,8 +174,18 @@ impl Router {
                 }
             };
             if unsubscribe {
+                *router
+                    .leaving
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(channel.clone())
+                    .or_default() += 1;
                 let mut conn = router.conn.clone();
-                let _ = tokio::time::timeout(router.timeout, conn.unsubscribe(channel)).await;
+                let _ = tokio::time::timeout(
+                    router.timeout,
+                    router.dialect.unsubscribe(&mut conn, channel),
+                )
+                .await;
             }
         });
     }
@@ -160,15 +198,37 @@ impl Drop for Router {
 }
 
 /// Deliver each message to the listeners of its channel; on the
-/// connection's death, close every listener.
+/// connection's death, close every listener. A subscription the server
+/// ends itself (a cluster slot moved, its shard failed over) is the
+/// connection's death too: its listeners would hear nothing more, and
+/// redis-rs may pair the server's notice with a later command's reply.
 async fn route(
     router: std::sync::Weak<Router>,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     alive: Arc<AtomicBool>,
+    dialect: Dialect,
 ) {
     while let Some(push) = pushes.recv().await {
         match push.kind {
-            PushKind::Message => {
+            ref kind if dialect.is_unsubscription(kind) => {
+                let Some(router) = router.upgrade() else {
+                    break;
+                };
+                let listened = match push.data.first() {
+                    Some(redis::Value::BulkString(channel)) => {
+                        !router.own_unsubscription(channel)
+                            && router
+                                .routes()
+                                .get(channel)
+                                .is_some_and(|route| route.confirmed)
+                    }
+                    _ => false,
+                };
+                if listened {
+                    break;
+                }
+            }
+            ref kind if dialect.is_message(kind) => {
                 let Some(message) = Msg::from_push_info(push) else {
                     continue;
                 };
@@ -217,6 +277,11 @@ impl Listener {
                 "the shared subscriber connection was lost".into(),
             )),
         }
+    }
+
+    /// Which pool's router it listens through.
+    pub(crate) fn origin(&self) -> usize {
+        self.router.origin
     }
 
     /// The next message, however long it takes; `None` when the shared

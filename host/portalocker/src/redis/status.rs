@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::connection::numsub;
 use super::lock::RedisLock;
 use super::protocol::{self, WireMode};
 use super::runtime::{self, InRuntime};
@@ -149,16 +148,22 @@ impl RedisLock {
     }
 
     async fn inspect(&self) -> Result<LockStatus> {
+        let on = self.on(self.pool.resolve(&self.wire).await?);
+        on.inspect_server().await
+    }
+
+    async fn inspect_server(&self) -> Result<LockStatus> {
         let mut conn = self.pool.command().await?;
         let router = self.pool.replies().await?;
-        let reply_channel = format!("{}-{}", self.channel, protocol::random_id());
+        let reply_channel = format!("{}-{}", self.wire, protocol::random_id());
         let mut replies = router.listen(reply_channel.as_bytes()).await?;
-        let subscribers = numsub(&mut conn, &self.channel).await?;
+        let subscribers = self.count(&mut conn).await?;
         let mut records = HashMap::new();
         if subscribers > 0 {
-            let _: () = redis::cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(protocol::ping(&reply_channel))
+            let _: () = self
+                .pool
+                .dialect()
+                .publish(&self.wire, protocol::ping(&reply_channel))
                 .query_async(&mut conn)
                 .await?;
             let window = Instant::now() + self.unavailable_timeout;
@@ -179,7 +184,7 @@ impl RedisLock {
         drop(replies);
         let clients = self.client_list(&mut conn).await?;
         let fencing_counter: Option<String> = redis::cmd("GET")
-            .arg(protocol::fence_key(&self.channel))
+            .arg(protocol::fence_key(&self.wire))
             .query_async(&mut conn)
             .await?;
         let listed = clients.as_deref().map(|list| self.lock_clients(list));
@@ -233,7 +238,7 @@ impl RedisLock {
             (rank, p.client.as_ref().map_or(0, |c| u64::MAX - c.age_secs))
         });
         Ok(LockStatus {
-            name: self.channel.clone(),
+            name: self.name.clone(),
             subscribers,
             participants,
             fencing_counter,
@@ -244,7 +249,7 @@ impl RedisLock {
     /// The lock connections of this lock in a `CLIENT LIST` reply: holder
     /// id (`None` for a 3.x `C-lock`), whether subscribed, and the client.
     fn lock_clients(&self, list: &str) -> Vec<(Option<String>, bool, ClientInfo)> {
-        let legacy_name = format!("{}-lock", self.channel);
+        let legacy_name = format!("{}-lock", self.wire);
         list.lines()
             .filter_map(|line| {
                 let field = |key: &str| {
@@ -253,7 +258,7 @@ impl RedisLock {
                 };
                 let number = |key: &str| field(key).and_then(|n| n.parse::<u64>().ok());
                 let name = field("name")?;
-                let holder = match protocol::holder_of_connection(&self.channel, name) {
+                let holder = match protocol::holder_of_connection(&self.wire, name) {
                     Some(holder) => Some(holder.to_owned()),
                     None if name == legacy_name => None,
                     None => return None,

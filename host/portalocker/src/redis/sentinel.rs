@@ -1,0 +1,172 @@
+//! Redis Sentinel: which server is a group's master now, its replicas, and
+//! the `+switch-master` events that announce a failover.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Client, Msg, PushKind, Value};
+
+use super::connection::push_connection;
+use super::servers::Addr;
+use crate::error::{Error, Result};
+
+/// The master a sentinel names `service`, and its replicas that are not
+/// down (the old master of a failover among them, once demoted).
+///
+/// # Errors
+///
+/// When the sentinel cannot answer or does not know the service.
+pub(crate) async fn lookup(
+    conn: &mut MultiplexedConnection,
+    service: &str,
+) -> Result<(Addr, Vec<Addr>)> {
+    let master: Option<(String, u16)> = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(service)
+        .query_async(conn)
+        .await?;
+    let Some(master) = master else {
+        return Err(Error::RedisUnavailable(format!(
+            "the sentinel knows no master named {service:?}"
+        )));
+    };
+    let replicas: Value = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg(service)
+        .query_async(conn)
+        .await?;
+    Ok((master, parse_replicas(&replicas)))
+}
+
+/// The replicas in a `SENTINEL REPLICAS` reply that are not down.
+fn parse_replicas(reply: &Value) -> Vec<Addr> {
+    let Value::Array(replicas) = reply else {
+        return Vec::new();
+    };
+    replicas
+        .iter()
+        .filter_map(|replica| {
+            let fields: Vec<(String, String)> = match replica {
+                Value::Array(flat) => flat
+                    .chunks_exact(2)
+                    .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
+                    .collect(),
+                Value::Map(map) => map
+                    .iter()
+                    .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+                    .collect(),
+                _ => return None,
+            };
+            let get = |key: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            let down = get("flags").is_some_and(|flags| {
+                flags
+                    .split(',')
+                    .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"))
+            });
+            let port = get("port")?.parse().ok()?;
+            let ip = get("ip")?.to_owned();
+            (!down).then_some((ip, port))
+        })
+        .collect()
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A `+switch-master` event of `service`: the old master's address and
+/// the new one's.
+pub(crate) fn parse_switch(payload: &[u8], service: &str) -> Option<(Addr, Addr)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut words = text.split(' ');
+    if words.next()? != service {
+        return None;
+    }
+    let mut addr =
+        || -> Option<Addr> { Some((words.next()?.to_owned(), words.next()?.parse().ok()?)) };
+    Some((addr()?, addr()?))
+}
+
+/// Listen to one sentinel's `+switch-master` events of `service`, calling
+/// `switched` with (old master, new master) for each; returns when the
+/// connection to the sentinel ends (the caller reconnects).
+///
+/// # Errors
+///
+/// When the sentinel cannot be reached or subscribed to.
+pub(crate) async fn watch_switches(
+    sentinel: &Client,
+    service: &str,
+    timeout: Duration,
+    mut switched: impl FnMut(Addr, Addr),
+) -> Result<()> {
+    let client3 = super::connection::resp3(sentinel)?;
+    let (mut conn, mut pushes) = push_connection(&client3, timeout).await?;
+    tokio::time::timeout(timeout, conn.subscribe("+switch-master"))
+        .await
+        .map_err(|_| {
+            Error::RedisUnavailable("the sentinel did not confirm a subscription".into())
+        })??;
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::Message => {
+                if let Some(message) = Msg::from_push_info(push)
+                    && let Some((old, new)) = parse_switch(message.get_payload_bytes(), service)
+                {
+                    switched(old, new);
+                }
+            }
+            PushKind::Disconnection => break,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_of_our_service_are_read() {
+        assert_eq!(
+            parse_switch(b"mymaster 127.0.0.1 30101 127.0.0.1 30102", "mymaster"),
+            Some((("127.0.0.1".into(), 30101), ("127.0.0.1".into(), 30102)))
+        );
+        assert_eq!(
+            parse_switch(b"other 127.0.0.1 1 127.0.0.1 2", "mymaster"),
+            None
+        );
+        assert_eq!(parse_switch(b"mymaster junk", "mymaster"), None);
+    }
+
+    #[test]
+    fn replicas_that_are_down_are_left_out() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let replica = |port: &str, flags: &str| {
+            Value::Array(vec![
+                bulk("ip"),
+                bulk("127.0.0.1"),
+                bulk("port"),
+                bulk(port),
+                bulk("flags"),
+                bulk(flags),
+            ])
+        };
+        let reply = Value::Array(vec![
+            replica("30102", "slave"),
+            replica("30103", "s_down,slave,disconnected"),
+        ]);
+        assert_eq!(parse_replicas(&reply), vec![("127.0.0.1".into(), 30102)]);
+    }
+}
