@@ -25,7 +25,7 @@ export PORTALOCKER_CRASH_ROUNDS="${PORTALOCKER_CRASH_ROUNDS:-6}"
 logs="$cache/stress"
 mkdir -p "$logs"
 
-suites=(wasm aio redis_lock redis_weather multiprocess cancel cli_run cli status interop_python crash_matrix compose)
+suites=(wasm aio redis_lock redis_weather multiprocess cancel cli_run cli status interop_python crash_matrix compose redis_topologies)
 tests=()
 for suite in "${suites[@]}"; do tests+=(--test "$suite"); done
 

@@ -52,7 +52,7 @@ fn names_on_distinct_masters(cluster: &RedisCluster, count: usize) -> Vec<String
 }
 
 #[test]
-fn cluster_locks_exclude_across_processes_on_every_shard() {
+fn cluster_locks_exclude_across_processes_on_every_shard_and_plain_mode_refuses_a_node() {
     let _one = one_at_a_time();
     let cluster = RedisCluster::start();
     let dir = tempfile::tempdir().unwrap();
@@ -104,12 +104,9 @@ fn cluster_locks_exclude_across_processes_on_every_shard() {
         master.cli(&["GET", &key]).trim(),
         String::from_utf8_lossy(&out.stdout).trim()
     );
-}
 
-#[test]
-fn without_cluster_mode_a_cluster_node_is_refused_and_names_are_checked() {
-    let _one = one_at_a_time();
-    let cluster = RedisCluster::start();
+    // Without cluster mode a cluster node is refused, and names whose
+    // hash tag would be empty are refused in it.
     let err = lock(&cluster.node_url(), "jobs").try_acquire().unwrap_err();
     assert!(matches!(err, portalocker::Error::Unsupported(_)), "{err}");
     assert!(err.to_string().contains("redis+cluster://"), "{err}");
@@ -232,7 +229,7 @@ fn a_cluster_failover_is_the_loss_of_the_locks_held_there() {
     let churners = churn(&url, "churned", &believers, &stop);
     let churned_slot = cluster.slot("{churned}");
     let mut learned = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..1 {
         let master = cluster.master_of(slot);
         let replica = cluster.replica_of(master);
         learned.push(loss_on(&url, name, || cluster.failover(replica, slot)));
@@ -248,7 +245,7 @@ fn a_cluster_failover_is_the_loss_of_the_locks_held_there() {
         churner.join().unwrap();
     }
     let rounds = believers.rounds.load(Ordering::SeqCst);
-    assert!(rounds >= 200, "only {rounds} rounds");
+    assert!(rounds >= 100, "only {rounds} rounds");
     assert_eq!(
         believers.double.load(Ordering::SeqCst),
         0,
@@ -314,7 +311,7 @@ fn sentinel_locks_exclude_and_a_failover_is_their_loss() {
     }
     assert_eq!(read_counter(&data).unwrap(), 90);
     let mut learned = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..1 {
         let old = group.master_port();
         learned.push(loss_on(&url, "sentinel-held", || {
             group.failover();

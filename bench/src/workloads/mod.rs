@@ -109,7 +109,7 @@ pub fn run_all(options: &Options, report: &mut Report) -> Result<()> {
         fresh: 0,
     };
     type Workload = fn(&mut Bench<'_>) -> Result<()>;
-    let all: [(&str, Workload); 11] = [
+    let all: [(&str, Workload); 12] = [
         ("W1", files::w1),
         ("W2", files::w2),
         ("W3", files::w3),
@@ -117,6 +117,7 @@ pub fn run_all(options: &Options, report: &mut Report) -> Result<()> {
         ("W4", semaphore::w4),
         ("W4", semaphore::w4_fairness),
         ("W5", redis::w5),
+        ("W5", redis::w5_cluster),
         ("W6", redis::w6),
         ("W7", wasm::w7),
         ("W8", wasm::w8),

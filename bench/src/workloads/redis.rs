@@ -166,6 +166,51 @@ pub fn w5(b: &mut Bench<'_>) -> Result<()> {
     Ok(())
 }
 
+/// W5 on a Redis Cluster (3 masters, a replica each, started here): the
+/// uncontended cycle in cluster mode (sharded pub/sub, the replica's
+/// count asked too) against the same cycle on a single node of the run.
+pub fn w5_cluster(b: &mut Bench<'_>) -> Result<()> {
+    let cluster = portalocker_tests::redis_topology::RedisCluster::start();
+    let n = b.options.scale(2_000, 300);
+    let single_url = b.url();
+    let single = RedisLock::open(&single_url, &b.name("w5c-single"))?;
+    let clustered = RedisLock::open(&cluster.url(), &b.name("w5c"))?;
+    drop(single.acquire()?);
+    drop(clustered.acquire()?);
+    for _ in 0..b.options.runs {
+        let mut cycle = |lock: &RedisLock| -> Result<f64> {
+            let started = Instant::now();
+            for _ in 0..n {
+                lock.acquire()?.release()?;
+            }
+            Ok(started.elapsed().as_secs_f64() * 1e6 / n as f64)
+        };
+        let on_single = cycle(&single)?;
+        let on_cluster = cycle(&clustered)?;
+        b.report.add(
+            "W5",
+            "ours-cluster",
+            "cycle",
+            "µs",
+            Better::Lower,
+            on_cluster,
+            true,
+            "RedisLock::acquire + release on a 3x2 Redis Cluster",
+        );
+        b.report.add(
+            "W5",
+            "ours-cluster",
+            "cycle against one node",
+            "x",
+            Better::Lower,
+            on_cluster / on_single,
+            true,
+            "the same cycle on a standalone server in the same run",
+        );
+    }
+    Ok(())
+}
+
 /// W6: 2 processes x K increments of a counter under the Redis lock; the
 /// count must be exact. Target: at least redis-py's rate in every run.
 pub fn w6(b: &mut Bench<'_>) -> Result<()> {

@@ -210,6 +210,11 @@ impl Routed {
                     last = Some(Error::RedisUnavailable("the cluster has no shards".into()))
                 }
                 Ok(Err(unsupported @ Error::Unsupported(_))) => return Err(unsupported),
+                Ok(Err(Error::Redis(why))) if why.to_lowercase().contains("unknown subcommand") => {
+                    return Err(Error::Unsupported(format!(
+                        "cluster mode needs Redis 7.0+ (sharded pub/sub, CLUSTER SHARDS): {why}"
+                    )));
+                }
                 Ok(Err(e)) => last = Some(e),
                 Err(_) => {
                     last = Some(Error::RedisUnavailable(format!(
