@@ -178,7 +178,7 @@ pub fn w5_cluster(b: &mut Bench<'_>) -> Result<()> {
     drop(single.acquire()?);
     drop(clustered.acquire()?);
     for _ in 0..b.options.runs {
-        let mut cycle = |lock: &RedisLock| -> Result<f64> {
+        let cycle = |lock: &RedisLock| -> Result<f64> {
             let started = Instant::now();
             for _ in 0..n {
                 lock.acquire()?.release()?;
