@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use common::{lockworker, run_ok};
 use portalocker::Wait;
 use portalocker::redis::{LossWatch, RedisLock, RedisLockGuard};
+use portalocker_tests::host::Run;
+use portalocker_tests::programs::REDIS_LOCK_BASIC;
 use portalocker_tests::redis_topology::{RedisCluster, RedisSentinels};
 use portalocker_tests::{read_counter, write_counter};
 
@@ -104,6 +106,41 @@ fn cluster_locks_exclude_across_processes_on_every_shard_and_plain_mode_refuses_
         master.cli(&["GET", &key]).trim(),
         String::from_utf8_lossy(&out.stdout).trim()
     );
+
+    // A plugin takes cluster locks through the host (exclusive, shared,
+    // fenced, contended: the scenario of a single server), in the
+    // namespace the host gives it.
+    Run::new(REDIS_LOCK_BASIC, &["jobs"])
+        .redis(&cluster.url(), "plugin:")
+        .sync()
+        .assert_ok();
+    let key = "{plugin:jobs}-fence";
+    assert_eq!(
+        cluster
+            .master_of(cluster.slot(key))
+            .cli(&["GET", key])
+            .trim(),
+        "2"
+    );
+
+    // Who holds a cluster lock, asked through one node's plain URL.
+    let held = lock(&cluster.url(), &names[1]).acquire().unwrap();
+    let status = common::cli()
+        .args([
+            "status",
+            "--json",
+            "--cluster",
+            "--url",
+            &cluster.node_url(),
+            "--redis",
+        ])
+        .arg(&names[1])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{report}");
+    assert!(report.contains(held.holder_id()), "{report}");
+    drop(held);
 
     // Without cluster mode a cluster node is refused, and names whose
     // hash tag would be empty are refused in it.
