@@ -261,6 +261,9 @@ impl RedisLock {
         deadline: Option<Instant>,
     ) -> Result<()> {
         let mut notices = self.shared.notices.lock().await.take();
+        if notices.as_ref().is_some_and(|n| !self.pool.owns(n)) {
+            notices = None;
+        }
         let outcome = self.hand_off_listening(conn, deadline, &mut notices).await;
         *self.shared.notices.lock().await = notices;
         outcome
@@ -363,7 +366,7 @@ impl RedisLock {
                     .await?
             }
         };
-        Ok(here + self.pool.peer_count(&self.wire).await)
+        Ok(here + self.pool.peer_count(&self.wire).await?)
     }
 
     /// §6: attempts until held (returning the fencing token, if any), or
@@ -538,7 +541,14 @@ impl RedisLock {
                 .await
                 .map_err(|e| {
                     let reason = format!("drawing the fencing token failed: {e}");
-                    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    // A dropped link, or a cluster's MOVED/ASK/READONLY (the
+                    // slot moved or its shard failed over as it was
+                    // granted): the attempt is lost, not the wait.
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_timeout()
+                        || matches!(Error::from(e.clone()), Error::RedisUnavailable(_))
+                    {
                         cut(reason)
                     } else {
                         Error::Lost {

@@ -105,9 +105,11 @@ fn parse_shards(reply: &Value) -> Vec<Shard> {
         .map(|entry| {
             let fields = pairs(entry);
             let slots = field(&fields, "slots")
-                .map(|slots| {
-                    let bounds: Vec<u16> = items(slots).iter().filter_map(int).collect();
-                    bounds.chunks_exact(2).map(|b| (b[0], b[1])).collect()
+                .and_then(|slots| {
+                    // All or nothing: one unreadable bound would shift
+                    // every range after it.
+                    let bounds: Option<Vec<u16>> = items(slots).iter().map(int).collect();
+                    Some(bounds?.chunks_exact(2).map(|b| (b[0], b[1])).collect())
                 })
                 .unwrap_or_default();
             let mut master = None;

@@ -281,13 +281,12 @@ impl Pool {
     }
 
     /// How many connections are subscribed to `channel`: on this server
-    /// (through `conn`, one of its connections) and on its peers. A peer
-    /// that cannot be reached within the connect timeout is left out (it
-    /// is down, or partitioned from us: see the README's topologies).
+    /// (through `conn`, one of its connections) and on its peers.
     ///
     /// # Errors
     ///
-    /// When this server could not answer.
+    /// When this server or a peer could not answer (see
+    /// [`Pool::peer_count`]).
     pub(crate) async fn count(
         &self,
         conn: &mut MultiplexedConnection,
@@ -295,40 +294,44 @@ impl Pool {
     ) -> Result<i64> {
         let dialect = self.dialect();
         let (here, there) = tokio::join!(dialect.numsub(conn, channel), self.peer_count(channel));
-        Ok(here? + there)
+        Ok(here? + there?)
     }
 
     /// How many connections the peers have subscribed to `channel`.
-    pub(crate) async fn peer_count(&self, channel: &str) -> i64 {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnavailable`] when a peer cannot be counted within
+    /// the connect timeout: it may be a master just demoted that still
+    /// holds an old holder's subscription, so the count fails closed (the
+    /// acquisition retries, and looks the layout up again, until the
+    /// cluster or the sentinels mark the peer down).
+    pub(crate) async fn peer_count(&self, channel: &str) -> Result<i64> {
         let peers = match self.inner() {
             Ok(inner) => inner
                 .peers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            Err(_) => return 0,
+            Err(_) => return Ok(0),
         };
         if peers.is_empty() {
-            return 0;
+            return Ok(0);
         }
         let counts = futures_util::future::join_all(peers.iter().map(|peer| async move {
             let counted = async {
                 let mut conn = peer.command().await?;
                 peer.dialect().numsub(&mut conn, channel).await
             };
-            match tokio::time::timeout(DEFAULT_UNAVAILABLE_TIMEOUT, counted).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    peer.forget_command().await;
-                    log::debug!("a peer could not count the subscribers of {channel:?}: {e}");
-                    0
-                }
-                Err(_) => {
-                    peer.forget_command().await;
-                    log::debug!("a peer did not count the subscribers of {channel:?} in time");
-                    0
-                }
-            }
+            let outcome = match tokio::time::timeout(DEFAULT_UNAVAILABLE_TIMEOUT, counted).await {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {DEFAULT_UNAVAILABLE_TIMEOUT:?}"),
+            };
+            peer.forget_command().await;
+            Err(Error::RedisUnavailable(format!(
+                "a replica could not count the subscribers of {channel:?}: {outcome}"
+            )))
         }))
         .await;
         counts.into_iter().sum()

@@ -3,7 +3,7 @@
 //! on the current master). A node pool per server, found per lock, with
 //! the nodes that may still hold a lock's subscriptions as its peers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -22,11 +22,19 @@ use crate::error::{Error, Result};
 /// How long a sentinel watcher waits before reconnecting.
 const WATCH_RETRY: Duration = Duration::from_millis(500);
 
+/// The pools of the servers met, and the masters a Sentinel failover
+/// demoted (never used as a master again until a switch names them).
+#[derive(Default)]
+struct Nodes {
+    pools: HashMap<Addr, Pool>,
+    former: HashSet<Addr>,
+}
+
 /// The servers of a cluster or Sentinel group, and a pool for each.
 pub(crate) struct Routed {
     topology: Topology,
     base: ConnectionInfo,
-    nodes: Mutex<HashMap<Addr, Pool>>,
+    nodes: Mutex<Nodes>,
     /// The shards as last looked up; `None` until the next lookup.
     layout: tokio::sync::Mutex<Option<Arc<Vec<Shard>>>>,
     /// Set when a sentinel announced a failover: look the layout up again.
@@ -89,17 +97,21 @@ impl Routed {
     /// Keep at most `max` idle lock connections per server.
     pub(crate) fn set_max_idle(&self, max: usize) {
         self.max_idle.store(max, Ordering::SeqCst);
-        for pool in self.lock_nodes().values() {
+        for pool in self.lock_nodes().pools.values() {
             let _ = pool.clone().max_idle(max);
         }
     }
 
     /// The connections open to all the servers.
     pub(crate) fn connections(&self) -> usize {
-        self.lock_nodes().values().map(Pool::connections).sum()
+        self.lock_nodes()
+            .pools
+            .values()
+            .map(Pool::connections)
+            .sum()
     }
 
-    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, HashMap<Addr, Pool>> {
+    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Nodes> {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -107,7 +119,7 @@ impl Routed {
     /// server was demoted).
     fn node(&self, addr: &Addr) -> Result<Pool> {
         let mut nodes = self.lock_nodes();
-        if let Some(pool) = nodes.get(addr).filter(|pool| !pool.demoted()) {
+        if let Some(pool) = nodes.pools.get(addr).filter(|pool| !pool.demoted()) {
             return Ok(pool.clone());
         }
         let client = client_at(&self.base, addr)?;
@@ -123,8 +135,23 @@ impl Routed {
             }
         }
         .max_idle(self.max_idle.load(Ordering::SeqCst));
-        nodes.insert(addr.clone(), pool.clone());
+        nodes.pools.insert(addr.clone(), pool.clone());
         Ok(pool)
+    }
+
+    /// The pool of the master at `addr`: refused while a Sentinel failover
+    /// has demoted it (a sentinel that has not caught up still names it,
+    /// and it stays a master for a while). [`Routed::switched`] marks and
+    /// demotes under the same lock, so a pool handed out here is either
+    /// refused or demoted with the others.
+    fn master(&self, addr: &Addr) -> Result<Pool> {
+        if self.lock_nodes().former.contains(addr) {
+            return Err(Error::RedisUnavailable(format!(
+                "{}:{} was the master before a failover; waiting for the sentinels to agree",
+                addr.0, addr.1
+            )));
+        }
+        self.node(addr)
     }
 
     /// Look the layout up again before the next resolution.
@@ -153,7 +180,7 @@ impl Routed {
                 "no master serves {channel:?} now (slot {slot}): a failover or resharding under way?"
             )));
         };
-        let pool = self.node(master)?;
+        let pool = self.master(master)?;
         let peers = replicas
             .iter()
             .filter(|replica| *replica != master)
@@ -192,7 +219,11 @@ impl Routed {
     /// every node met since.
     async fn cluster_layout(&self, seeds: &[Addr]) -> Result<Vec<Shard>> {
         let mut candidates = seeds.to_vec();
-        candidates.extend(self.lock_nodes().keys().cloned());
+        for known in self.lock_nodes().pools.keys() {
+            if !candidates.contains(known) {
+                candidates.push(known.clone());
+            }
+        }
         let mut last = None;
         for addr in candidates {
             let asked = async {
@@ -217,6 +248,9 @@ impl Routed {
                 }
                 Ok(Err(e)) => last = Some(e),
                 Err(_) => {
+                    if let Ok(pool) = self.node(&addr) {
+                        pool.forget_command().await;
+                    }
                     last = Some(Error::RedisUnavailable(format!(
                         "{}:{} did not answer",
                         addr.0, addr.1
@@ -289,18 +323,45 @@ impl Routed {
         }
     }
 
-    /// The master at `old` lost its role to `new`.
+    /// The master at `old` lost its role to `new`: every lock held on
+    /// `old` is lost, and `old` is not used as a master until a switch
+    /// names it again.
     fn switched(&self, old: &Addr, new: &Addr) {
         let reason = format!(
             "a failover: the master moved from {}:{} to {}:{}",
             old.0, old.1, new.0, new.1
         );
-        let demoted = self.lock_nodes().remove(old);
-        if let Some(pool) = demoted {
-            log::info!("{reason}");
-            pool.demote(&reason);
+        let mut nodes = self.lock_nodes();
+        nodes.former.remove(new);
+        if old != new {
+            nodes.former.insert(old.clone());
+            if let Some(pool) = nodes.pools.remove(old) {
+                log::info!("{reason}");
+                pool.demote(&reason);
+            }
         }
+        drop(nodes);
         self.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// A sentinel names `master` now: if the layout in use names another
+    /// one, a switch went unseen (the watcher was reconnecting). A layout
+    /// being looked up right now will name the current master itself.
+    fn reconcile(&self, master: &Addr) {
+        let current = self
+            .layout
+            .try_lock()
+            .ok()
+            .and_then(|layout| layout.as_ref()?.first()?.master.clone());
+        if self.lock_nodes().former.contains(master) {
+            // A sentinel that has not caught up with a switch we saw.
+            return;
+        }
+        if let Some(current) = current
+            && current != *master
+        {
+            self.switched(&current, master);
+        }
     }
 }
 
@@ -342,17 +403,22 @@ async fn watch(watched: Watched) {
         }
     };
     loop {
-        let result = sentinel::watch_switches(
-            &client,
-            &service,
-            DEFAULT_UNAVAILABLE_TIMEOUT,
-            |old, new| {
-                if let Some(routed) = routed.upgrade() {
-                    routed.switched(&old, &new);
+        let result =
+            sentinel::watch_switches(&client, &service, DEFAULT_UNAVAILABLE_TIMEOUT, |seen| {
+                match seen {
+                    sentinel::Seen::Switch(old, new) => {
+                        if let Some(routed) = routed.upgrade() {
+                            routed.switched(&old, &new);
+                        }
+                    }
+                    sentinel::Seen::Master(master) => {
+                        if let Some(routed) = routed.upgrade() {
+                            routed.reconcile(&master);
+                        }
+                    }
                 }
-            },
-        )
-        .await;
+            })
+            .await;
         if routed.strong_count() == 0 {
             return;
         }

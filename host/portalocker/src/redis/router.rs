@@ -217,10 +217,7 @@ async fn route(
                 let listened = match push.data.first() {
                     Some(redis::Value::BulkString(channel)) => {
                         !router.own_unsubscription(channel)
-                            && router
-                                .routes()
-                                .get(channel)
-                                .is_some_and(|route| route.confirmed)
+                            && router.routes().get(channel).is_some_and(|route| route.sent)
                     }
                     _ => false,
                 };

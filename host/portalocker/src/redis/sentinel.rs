@@ -15,7 +15,11 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 ///
-/// When the sentinel cannot answer or does not know the service.
+/// When the sentinel cannot answer or does not know the service, and
+/// while a failover is under way: from the promotion of a replica until
+/// `+switch-master` the sentinel already names the new master but does
+/// not list the old one among the replicas yet, so the old holders'
+/// subscriptions could not be counted.
 pub(crate) async fn lookup(
     conn: &mut MultiplexedConnection,
     service: &str,
@@ -30,6 +34,29 @@ pub(crate) async fn lookup(
             "the sentinel knows no master named {service:?}"
         )));
     };
+    let record: Value = redis::cmd("SENTINEL")
+        .arg("MASTER")
+        .arg(service)
+        .query_async(conn)
+        .await?;
+    let record = fields(&record);
+    let get = |key: &str| {
+        record
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let recorded = get("ip").zip(get("port").and_then(|p| p.parse::<u16>().ok()));
+    let failing_over = get("flags").is_some_and(|flags| {
+        flags
+            .split(',')
+            .any(|flag| flag.starts_with("failover") || flag == "promoted")
+    });
+    if failing_over || recorded.is_none_or(|(ip, port)| ip != master.0 || port != master.1) {
+        return Err(Error::RedisUnavailable(format!(
+            "a failover of {service:?} is under way"
+        )));
+    }
     let replicas: Value = redis::cmd("SENTINEL")
         .arg("REPLICAS")
         .arg(service)
@@ -38,7 +65,9 @@ pub(crate) async fn lookup(
     Ok((master, parse_replicas(&replicas)))
 }
 
-/// The replicas in a `SENTINEL REPLICAS` reply that are not down.
+/// The replicas in a `SENTINEL REPLICAS` reply that are not known to be
+/// down (one the sentinel is still connecting to counts: it may be a
+/// master just demoted, with the old holders' subscriptions).
 fn parse_replicas(reply: &Value) -> Vec<Addr> {
     let Value::Array(replicas) = reply else {
         return Vec::new();
@@ -46,17 +75,7 @@ fn parse_replicas(reply: &Value) -> Vec<Addr> {
     replicas
         .iter()
         .filter_map(|replica| {
-            let fields: Vec<(String, String)> = match replica {
-                Value::Array(flat) => flat
-                    .chunks_exact(2)
-                    .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
-                    .collect(),
-                Value::Map(map) => map
-                    .iter()
-                    .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
-                    .collect(),
-                _ => return None,
-            };
+            let fields = fields(replica);
             let get = |key: &str| {
                 fields
                     .iter()
@@ -66,13 +85,29 @@ fn parse_replicas(reply: &Value) -> Vec<Addr> {
             let down = get("flags").is_some_and(|flags| {
                 flags
                     .split(',')
-                    .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"))
+                    .any(|flag| matches!(flag, "s_down" | "o_down"))
             });
             let port = get("port")?.parse().ok()?;
             let ip = get("ip")?.to_owned();
             (!down).then_some((ip, port))
         })
         .collect()
+}
+
+/// The key-value pairs of a sentinel's record (RESP2 flat pairs or a
+/// RESP3 map).
+fn fields(record: &Value) -> Vec<(String, String)> {
+    match record {
+        Value::Array(flat) => flat
+            .chunks_exact(2)
+            .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
+            .collect(),
+        Value::Map(map) => map
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn text(value: &Value) -> Option<String> {
@@ -97,18 +132,32 @@ pub(crate) fn parse_switch(payload: &[u8], service: &str) -> Option<(Addr, Addr)
     Some((addr()?, addr()?))
 }
 
-/// Listen to one sentinel's `+switch-master` events of `service`, calling
-/// `switched` with (old master, new master) for each; returns when the
-/// connection to the sentinel ends (the caller reconnects).
+/// What a sentinel watcher reports.
+pub(crate) enum Seen {
+    /// Once subscribed: the master the sentinel names now (a switch
+    /// announced while the watcher was away is noticed here).
+    Master(Addr),
+    /// A `+switch-master`: the old master and the new one.
+    Switch(Addr, Addr),
+}
+
+/// How often a watcher pings its sentinel: an idle subscription on a link
+/// that went half-open would otherwise wait for events forever.
+const WATCH_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// Listen to one sentinel's `+switch-master` events of `service`,
+/// reporting them (and, once subscribed, the current master) to `seen`;
+/// returns when the connection to the sentinel ends or stops answering
+/// its pings (the caller reconnects).
 ///
 /// # Errors
 ///
-/// When the sentinel cannot be reached or subscribed to.
+/// When the sentinel cannot be reached, subscribed to, or answer.
 pub(crate) async fn watch_switches(
     sentinel: &Client,
     service: &str,
     timeout: Duration,
-    mut switched: impl FnMut(Addr, Addr),
+    mut seen: impl FnMut(Seen),
 ) -> Result<()> {
     let client3 = super::connection::resp3(sentinel)?;
     let (mut conn, mut pushes) = push_connection(&client3, timeout).await?;
@@ -117,20 +166,46 @@ pub(crate) async fn watch_switches(
         .map_err(|_| {
             Error::RedisUnavailable("the sentinel did not confirm a subscription".into())
         })??;
-    while let Some(push) = pushes.recv().await {
-        match push.kind {
-            PushKind::Message => {
-                if let Some(message) = Msg::from_push_info(push)
-                    && let Some((old, new)) = parse_switch(message.get_payload_bytes(), service)
-                {
-                    switched(old, new);
+    let master: Option<(String, u16)> = tokio::time::timeout(
+        timeout,
+        redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(service)
+            .query_async(&mut conn),
+    )
+    .await
+    .map_err(|_| Error::RedisUnavailable("the sentinel did not answer".into()))??;
+    if let Some(master) = master {
+        seen(Seen::Master(master));
+    }
+    let mut keepalive = tokio::time::interval(WATCH_KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            push = pushes.recv() => match push {
+                None => return Ok(()),
+                Some(push) if push.kind == PushKind::Disconnection => return Ok(()),
+                Some(push) if push.kind == PushKind::Message => {
+                    if let Some(message) = Msg::from_push_info(push)
+                        && let Some((old, new)) = parse_switch(message.get_payload_bytes(), service)
+                    {
+                        seen(Seen::Switch(old, new));
+                    }
+                }
+                Some(_) => {}
+            },
+            _ = keepalive.tick() => {
+                let pong = tokio::time::timeout(
+                    timeout,
+                    redis::cmd("PING").query_async::<redis::Value>(&mut conn),
+                )
+                .await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return Err(Error::RedisUnavailable("the sentinel stopped answering".into()));
                 }
             }
-            PushKind::Disconnection => break,
-            _ => {}
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -166,7 +241,11 @@ mod tests {
         let reply = Value::Array(vec![
             replica("30102", "slave"),
             replica("30103", "s_down,slave,disconnected"),
+            replica("30104", "slave,disconnected"),
         ]);
-        assert_eq!(parse_replicas(&reply), vec![("127.0.0.1".into(), 30102)]);
+        assert_eq!(
+            parse_replicas(&reply),
+            vec![("127.0.0.1".into(), 30102), ("127.0.0.1".into(), 30104)]
+        );
     }
 }
