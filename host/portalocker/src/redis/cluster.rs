@@ -4,6 +4,7 @@
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use super::reply::{pairs, string};
 use super::servers::Addr;
 use crate::error::Result;
 
@@ -140,20 +141,6 @@ fn parse_shards(reply: &Value) -> Vec<Shard> {
         .collect()
 }
 
-fn pairs(value: &Value) -> Vec<(String, &Value)> {
-    match value {
-        Value::Map(map) => map
-            .iter()
-            .filter_map(|(k, v)| Some((string(k)?, v)))
-            .collect(),
-        Value::Array(flat) => flat
-            .chunks_exact(2)
-            .filter_map(|kv| Some((string(&kv[0])?, &kv[1])))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn field<'a>(fields: &[(String, &'a Value)], key: &str) -> Option<&'a Value> {
     fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
 }
@@ -162,14 +149,6 @@ fn items(value: &Value) -> &[Value] {
     match value {
         Value::Array(items) | Value::Set(items) => items,
         _ => &[],
-    }
-}
-
-fn string(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(text) => Some(text.clone()),
-        _ => None,
     }
 }
 

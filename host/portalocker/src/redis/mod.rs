@@ -57,6 +57,7 @@ mod lock;
 mod pool;
 mod probe;
 mod protocol;
+mod reply;
 mod routed;
 mod router;
 mod runtime;

@@ -7,6 +7,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, Msg, PushKind, Value};
 
 use super::connection::push_connection;
+use super::reply::{pairs, string};
 use super::servers::Addr;
 use crate::error::{Error, Result};
 
@@ -94,29 +95,18 @@ fn parse_replicas(reply: &Value) -> Vec<Addr> {
         .collect()
 }
 
-/// The key-value pairs of a sentinel's record (RESP2 flat pairs or a
-/// RESP3 map).
+/// The key-value pairs of a sentinel's record, values as text.
 fn fields(record: &Value) -> Vec<(String, String)> {
-    match record {
-        Value::Array(flat) => flat
-            .chunks_exact(2)
-            .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
-            .collect(),
-        Value::Map(map) => map
-            .iter()
-            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(text) => Some(text.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
+    pairs(record)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let value = match value {
+                Value::Int(n) => n.to_string(),
+                other => string(other)?,
+            };
+            Some((key, value))
+        })
+        .collect()
 }
 
 /// A `+switch-master` event of `service`: the old master's address and
