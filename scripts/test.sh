@@ -34,7 +34,7 @@ step "cargo clippy of the guest SDK, example plugins, middleware and provider (w
 cargo "+$msrv" clippy --manifest-path guest/Cargo.toml --workspace --all-targets --target wasm32-wasip2 --locked -- -D warnings
 
 step "the middleware's own unit tests (native: their logic, not their bindings)"
-cargo test --manifest-path guest/Cargo.toml --locked -p portalocker-namespace -p portalocker-lockdep
+cargo test --manifest-path guest/Cargo.toml --locked -p portalocker-namespace -p portalocker-lockdep -p portalocker-trace
 
 step "cargo clippy of the fuzzing model as the fuzzer builds it (feature fuzzing)"
 cargo "+$msrv" clippy -p portalocker-wasmtime --features fuzzing --locked -- -D warnings

@@ -39,6 +39,13 @@ fn trace_logs_every_acquisition_and_release_while_the_lock_still_excludes_native
         .arg("50")
         .spawn()
         .unwrap();
+    let since_epoch = || {
+        let now = std::time::SystemTime::now();
+        now.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let started = since_epoch();
     let out = run(cache.path())
         .args(["--with", TRACE, "--config", "trace.file=/data/trace.jsonl"])
         .args(["--dir", &grant(dir.path()), FILE_LOCK_COUNTER, "--"])
@@ -50,6 +57,7 @@ fn trace_logs_every_acquisition_and_release_while_the_lock_still_excludes_native
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let ended = since_epoch();
     assert!(native.wait_with_output().unwrap().status.success());
     assert_eq!(read_counter(&dir.path().join("c")).unwrap(), 100);
 
@@ -62,7 +70,13 @@ fn trace_logs_every_acquisition_and_release_while_the_lock_still_excludes_native
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["lock"], "file-lock:/data/c.lock", "{line}");
         assert_eq!(line["mode"], "exclusive", "{line}");
-        assert!(line["at"].as_f64().unwrap() > 1.7e9, "{line}");
+        // `at` is the wall clock carried by the monotonic one: inside the
+        // run (a millisecond of slack for the float and the clocks).
+        let at = line["at"].as_f64().unwrap();
+        assert!(
+            (started - 1e-3..=ended + 1e-3).contains(&at),
+            "{started} {line} {ended}"
+        );
         if i % 2 == 0 {
             assert_eq!(line["event"], "acquire", "{line}");
             assert_eq!(line["wait"], "forever", "{line}");
@@ -75,6 +89,13 @@ fn trace_logs_every_acquisition_and_release_while_the_lock_still_excludes_native
             assert_eq!(line["outcome"], "ok", "{line}");
             let held = line["held_us"].as_f64().unwrap();
             assert!((0.0..60e6).contains(&held), "{line}");
+            // The hold ran from the grant's `at` to the release's.
+            let granted = lines[i - 1]["at"].as_f64().unwrap();
+            let between = (at - granted) * 1e6;
+            assert!(
+                (between - held).abs() < 1e3,
+                "held {held} µs, {between} µs apart: {line}"
+            );
         }
     }
 }

@@ -26,18 +26,14 @@ impl<H: Hooks> FileLockOf<H> {
             Wait::Never => self.inner.try_lock(mode),
             Wait::For(timeout) => self.inner.lock_for(mode, nanos(timeout)),
         };
-        let grant = |guard: &next::FileLockGuard| Grant {
-            mode: guard.mode(),
+        // A file lock grants the mode asked for: no call to ask it back.
+        let grant = |_: &next::FileLockGuard| Grant {
+            mode,
             slot: None,
             fencing_token: None,
         };
-        let (guard, grant) =
-            crate::acquire::<H, _>(&self.lock, Request { mode, wait }, call, grant)?;
-        Ok(ex::FileLockGuard::new(FileLockGuardOf(Hold::<H, _>::new(
-            guard,
-            Rc::clone(&self.lock),
-            grant,
-        ))))
+        let hold = crate::acquire::<H, _>(&self.lock, Request { mode, wait }, call, grant)?;
+        Ok(ex::FileLockGuard::new(FileLockGuardOf(hold)))
     }
 }
 

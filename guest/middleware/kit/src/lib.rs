@@ -12,8 +12,9 @@
 //! impl portalocker_middleware::Hooks for Audit {
 //!     const NAME: &'static str = "audit";
 //!     const SETTINGS: &'static [&'static str] = &[];
-//!     fn acquired(lock: &Target, _: &Request, waited: Duration, outcome: Result<&Grant, &Error>) -> Result<(), Error> {
-//!         eprintln!("{} after {waited:?}: {}", lock.key(), outcome.is_ok());
+//!     const TIMED: bool = true;
+//!     fn acquired(lock: &Target, _: &Request, waited: Span, outcome: Result<&Grant, &Error>) -> Result<(), Error> {
+//!         eprintln!("{} after {:?}: {}", lock.key(), waited.length, outcome.is_ok());
 //!         Ok(())
 //!     }
 //! }
@@ -30,7 +31,7 @@ mod file;
 mod redis;
 mod semaphore;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use bindings::portalocker::locks::types::{Error, LockMode};
 pub use config::Config;
@@ -198,10 +199,35 @@ pub struct Request {
 pub struct Grant {
     /// The mode held.
     pub mode: LockMode,
-    /// The semaphore slot (semaphores only).
+    /// The semaphore slot (semaphores, for hooks with [`Hooks::SLOTS`]).
     pub slot: Option<u32>,
     /// The fencing token (fenced Redis locks only).
     pub fencing_token: Option<u64>,
+}
+
+/// How long a wait or a hold lasted, and when it ended, by the monotonic
+/// clock: what hooks with [`Hooks::TIMED`] are given (one reading of the
+/// clock serves both). Empty for the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// How long it lasted (zero when not timed).
+    pub length: Duration,
+    /// When it ended (`None` when not timed).
+    pub end: Option<Instant>,
+}
+
+impl Span {
+    /// From `start` to now: one reading of the clock, none without a
+    /// start.
+    fn since(start: Option<Instant>) -> Self {
+        start.map_or_else(Self::default, |start| {
+            let end = Instant::now();
+            Self {
+                length: end.saturating_duration_since(start),
+                end: Some(end),
+            }
+        })
+    }
 }
 
 /// How a hold ended.
@@ -226,9 +252,15 @@ pub trait Hooks: 'static {
     const NAME: &'static str;
 
     /// Whether the hooks use the times (`waited`, `held`): reading the
-    /// clock is a host call, so the kit does it only when asked. Without
-    /// it, the times given are zero.
+    /// clock is a host call, so the kit does it only when asked (twice per
+    /// acquisition and once per release). Without it, every [`Span`] is
+    /// empty.
     const TIMED: bool = false;
+
+    /// Whether the hooks read a semaphore grant's [`Grant::slot`]: asking
+    /// it is a call to the next component, so the kit does it only when
+    /// asked. Without it, a semaphore grant's slot is `None`.
+    const SLOTS: bool = false;
 
     /// The settings it reads (without `NAME.`). A setting of this
     /// middleware that is not one of them refuses every open (a misspelt
@@ -268,7 +300,7 @@ pub trait Hooks: 'static {
     fn acquired(
         lock: &Target,
         request: &Request,
-        waited: Duration,
+        waited: Span,
         outcome: Result<&Grant, &Error>,
     ) -> Result<(), Error> {
         let _ = (lock, request, waited, outcome);
@@ -285,7 +317,7 @@ pub trait Hooks: 'static {
     fn released(
         lock: &Target,
         grant: &Grant,
-        held: Duration,
+        held: Span,
         ending: Ending,
         outcome: Result<(), &Error>,
     ) -> Result<(), Error> {
@@ -390,24 +422,32 @@ pub(crate) fn open<H: Hooks>(mut target: Target) -> Result<Target, Error> {
 }
 
 /// Run an acquisition through the hooks: `acquiring` may refuse it, the
-/// call is timed, `acquired` sees how it went (and may undo a grant).
+/// call is timed, `acquired` sees how it went (and may undo a grant); the
+/// grant is held from the moment the call returned.
 pub(crate) fn acquire<H: Hooks, G>(
-    lock: &Target,
+    lock: &std::rc::Rc<Target>,
     request: Request,
     call: impl FnOnce() -> Result<G, Error>,
     grant_of: impl FnOnce(&G) -> Grant,
-) -> Result<(G, Grant), Error> {
+) -> Result<Hold<H, G>, Error> {
     H::acquiring(lock, &request)?;
-    // The clock is a host call: read only for hooks that use the times.
-    let started = H::TIMED.then(std::time::Instant::now);
+    // The clock is a host call: read only for hooks that use the times,
+    // and once at the end of the wait (it starts the hold too).
+    let started = H::TIMED.then(Instant::now);
     let outcome = call();
-    let waited = started.map(|at| at.elapsed()).unwrap_or_default();
+    let waited = Span::since(started);
     match outcome {
         Ok(guard) => {
             let grant = grant_of(&guard);
             // An error here drops the guard: the lock is released at once.
             H::acquired(lock, &request, waited, Ok(&grant))?;
-            Ok((guard, grant))
+            Ok(Hold {
+                guard: Some(guard),
+                lock: std::rc::Rc::clone(lock),
+                grant,
+                since: waited.end,
+                hooks: std::marker::PhantomData,
+            })
         }
         Err(error) => {
             // The plugin gets the lock's own error, whatever the hook says.
@@ -424,21 +464,11 @@ pub(crate) struct Hold<H: Hooks, G> {
     guard: Option<G>,
     lock: std::rc::Rc<Target>,
     grant: Grant,
-    since: Option<std::time::Instant>,
+    since: Option<Instant>,
     hooks: std::marker::PhantomData<H>,
 }
 
 impl<H: Hooks, G> Hold<H, G> {
-    pub(crate) fn new(guard: G, lock: std::rc::Rc<Target>, grant: Grant) -> Self {
-        Self {
-            guard: Some(guard),
-            lock,
-            grant,
-            since: H::TIMED.then(std::time::Instant::now),
-            hooks: std::marker::PhantomData,
-        }
-    }
-
     /// The next component's guard (a hold has it until it ends, and ends
     /// only by being consumed or dropped).
     pub(crate) fn guard(&self) -> Option<&G> {
@@ -461,7 +491,7 @@ impl<H: Hooks, G> Hold<H, G> {
         let told = H::released(
             &self.lock,
             &self.grant,
-            self.since.map(|at| at.elapsed()).unwrap_or_default(),
+            Span::since(self.since),
             Ending::Released,
             outcome.as_ref().map(|_| ()),
         );
@@ -476,7 +506,7 @@ impl<H: Hooks, G> Drop for Hold<H, G> {
             let _ = H::released(
                 &self.lock,
                 &self.grant,
-                self.since.map(|at| at.elapsed()).unwrap_or_default(),
+                Span::since(self.since),
                 Ending::Dropped,
                 Ok(()),
             );

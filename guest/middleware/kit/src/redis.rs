@@ -31,13 +31,15 @@ impl<H: Hooks> RedisLockOf<H> {
         let grant = |guard: &next::RedisLockGuard| Grant {
             mode,
             slot: None,
-            fencing_token: guard.fencing_token(),
+            // Only a fenced lock draws tokens: no call to ask otherwise.
+            fencing_token: if self.lock.fencing {
+                guard.fencing_token()
+            } else {
+                None
+            },
         };
-        let (guard, grant) =
-            crate::acquire::<H, _>(&self.lock, Request { mode, wait }, call, grant)?;
-        Ok(ex::RedisLockGuard::new(RedisLockGuardOf(
-            Hold::<H, _>::new(guard, Rc::clone(&self.lock), grant),
-        )))
+        let hold = crate::acquire::<H, _>(&self.lock, Request { mode, wait }, call, grant)?;
+        Ok(ex::RedisLockGuard::new(RedisLockGuardOf(hold)))
     }
 }
 

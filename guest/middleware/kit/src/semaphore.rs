@@ -28,17 +28,16 @@ impl<H: Hooks> SemaphoreOf<H> {
         };
         let grant = |permit: &next::SemaphorePermit| Grant {
             mode: LockMode::Exclusive,
-            slot: Some(permit.slot()),
+            // Asking the slot is a call: only for hooks that read it.
+            slot: H::SLOTS.then(|| permit.slot()),
             fencing_token: None,
         };
         let request = Request {
             mode: LockMode::Exclusive,
             wait,
         };
-        let (permit, grant) = crate::acquire::<H, _>(&self.lock, request, call, grant)?;
-        Ok(ex::SemaphorePermit::new(SemaphorePermitOf(
-            Hold::<H, _>::new(permit, Rc::clone(&self.lock), grant),
-        )))
+        let hold = crate::acquire::<H, _>(&self.lock, request, call, grant)?;
+        Ok(ex::SemaphorePermit::new(SemaphorePermitOf(hold)))
     }
 }
 
@@ -75,7 +74,11 @@ impl<H: Hooks> ex::GuestSemaphore for SemaphoreOf<H> {
 
 impl<H: Hooks> ex::GuestSemaphorePermit for SemaphorePermitOf<H> {
     fn slot(&self) -> u32 {
-        self.0.guard().map_or(u32::MAX, next::SemaphorePermit::slot)
+        match (self.0.grant().slot, self.0.guard()) {
+            (Some(slot), _) => slot,
+            (None, Some(permit)) => permit.slot(),
+            (None, None) => u32::MAX,
+        }
     }
 
     fn release(permit: ex::SemaphorePermit) -> Result<(), Error> {

@@ -19,10 +19,9 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
 
 use portalocker_middleware::{
-    Ending, Error, Grant, Hooks, Kind, LockMode, Request, Target, middleware,
+    Ending, Error, Grant, Hooks, Kind, LockMode, Request, Span, Target, middleware,
 };
 
 struct Lockdep;
@@ -60,7 +59,7 @@ impl Hooks for Lockdep {
     fn acquired(
         lock: &Target,
         request: &Request,
-        _: Duration,
+        _: Span,
         outcome: Result<&Grant, &Error>,
     ) -> Result<(), Error> {
         if let Ok(grant) = outcome {
@@ -74,7 +73,7 @@ impl Hooks for Lockdep {
     fn released(
         lock: &Target,
         _: &Grant,
-        _: Duration,
+        _: Span,
         _: Ending,
         _: Result<(), &Error>,
     ) -> Result<(), Error> {

@@ -7,7 +7,11 @@
 //! {"at":1764496800.223456,"event":"release","lock":"file-lock:/jobs/a.lock","mode":"exclusive","held_us":100012.0,"ending":"released","outcome":"ok"}
 //! ```
 //!
-//! `wait` is `forever`, `none` (a try) or the bound in microseconds;
+//! `at` is when the wait or the hold ended, in seconds since the Unix epoch
+//! (the wall clock is read at most once a second and carried forward by
+//! the monotonic clock the times come from, so a line costs no extra
+//! clock reading); `waited_us` and `held_us` are microseconds, rounded
+//! down. `wait` is `forever`, `none` (a try) or the bound in microseconds;
 //! `outcome` is `granted` or the error (`would-block`, `timed-out`,
 //! `access-denied: ...`); a grant adds `slot` (semaphores) and `token`
 //! (fenced Redis locks); `ending` is `released` or `dropped`.
@@ -24,12 +28,15 @@
 //! trace on standard error (captured by whoever runs the plugin) or in a
 //! directory the plugin cannot write.
 
-use std::fmt::Write as _;
+mod line;
+mod wall;
+
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use line::Line;
 
 use portalocker_middleware::{
-    Config, Ending, Error, Grant, Hooks, LockMode, Request, Target, Wait, middleware,
+    Config, Ending, Error, Grant, Hooks, LockMode, Request, Span, Target, Wait, middleware,
 };
 
 struct Trace;
@@ -38,6 +45,7 @@ impl Hooks for Trace {
     const NAME: &'static str = "trace";
     const SETTINGS: &'static [&'static str] = &["file"];
     const TIMED: bool = true;
+    const SLOTS: bool = true;
 
     fn acquiring(_lock: &Target, _request: &Request) -> Result<(), Error> {
         sink().map(|_| ())
@@ -46,28 +54,29 @@ impl Hooks for Trace {
     fn acquired(
         lock: &Target,
         request: &Request,
-        waited: Duration,
+        waited: Span,
         outcome: Result<&Grant, &Error>,
     ) -> Result<(), Error> {
-        let mut line = start("acquire", lock, request.mode);
-        let wait = match request.wait {
-            Wait::Forever => "\"forever\"".to_owned(),
-            Wait::Never => "\"none\"".to_owned(),
-            Wait::For(bound) => micros(bound),
+        let mut line = start("acquire", waited, lock, request.mode);
+        line.raw(",\"wait\":");
+        match request.wait {
+            Wait::Forever => line.raw("\"forever\""),
+            Wait::Never => line.raw("\"none\""),
+            Wait::For(bound) => line.micros(bound),
         };
-        let _ = write!(line, ",\"wait\":{wait},\"waited_us\":{}", micros(waited));
+        line.raw(",\"waited_us\":").micros(waited.length);
         match outcome {
             Ok(grant) => {
-                line.push_str(",\"outcome\":\"granted\"");
+                line.raw(",\"outcome\":\"granted\"");
                 if let Some(slot) = grant.slot {
-                    let _ = write!(line, ",\"slot\":{slot}");
+                    line.raw(",\"slot\":").number(u64::from(slot));
                 }
                 if let Some(token) = grant.fencing_token {
-                    let _ = write!(line, ",\"token\":{token}");
+                    line.raw(",\"token\":").number(token);
                 }
             }
             Err(error) => {
-                let _ = write!(line, ",\"outcome\":{}", json(&describe(error)));
+                line.raw(",\"outcome\":").string(&describe(error));
             }
         }
         emit(line)
@@ -76,25 +85,20 @@ impl Hooks for Trace {
     fn released(
         lock: &Target,
         grant: &Grant,
-        held: Duration,
+        held: Span,
         ending: Ending,
         outcome: Result<(), &Error>,
     ) -> Result<(), Error> {
-        let mut line = start("release", lock, grant.mode);
-        let ending = match ending {
-            Ending::Released => "released",
-            Ending::Dropped => "dropped",
+        let mut line = start("release", held, lock, grant.mode);
+        line.raw(",\"held_us\":").micros(held.length);
+        line.raw(match ending {
+            Ending::Released => ",\"ending\":\"released\"",
+            Ending::Dropped => ",\"ending\":\"dropped\"",
+        });
+        match outcome {
+            Ok(()) => line.raw(",\"outcome\":\"ok\""),
+            Err(error) => line.raw(",\"outcome\":").string(&describe(error)),
         };
-        let outcome = match outcome {
-            Ok(()) => "ok".to_owned(),
-            Err(error) => describe(error),
-        };
-        let _ = write!(
-            line,
-            ",\"held_us\":{},\"ending\":\"{ending}\",\"outcome\":{}",
-            micros(held),
-            json(&outcome)
-        );
         emit(line)
     }
 }
@@ -181,39 +185,30 @@ fn granted(path: &str) -> Option<(wasi::filesystem::types::Descriptor, String)> 
 ///
 /// `other` when the line cannot be written: a grant is then undone, and an
 /// explicit release reports it.
-fn emit(mut line: String) -> Result<(), Error> {
-    line.push_str("}\n");
+fn emit(line: Line) -> Result<(), Error> {
+    let line = line.finish();
     let sink = sink()?;
     let sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-    sink.stream
-        .blocking_write_and_flush(line.as_bytes())
-        .map_err(|e| {
-            Error::Other(format!(
-                "the trace middleware cannot write its trace: {e:?}"
-            ))
-        })
+    sink.stream.blocking_write_and_flush(&line).map_err(|e| {
+        Error::Other(format!(
+            "the trace middleware cannot write its trace: {e:?}"
+        ))
+    })
 }
 
-/// The fields every line starts with.
-fn start(event: &str, lock: &Target, mode: LockMode) -> String {
-    let at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let mode = match mode {
-        LockMode::Exclusive => "exclusive",
-        LockMode::Shared => "shared",
-    };
-    format!(
-        "{{\"at\":{}.{:06},\"event\":\"{event}\",\"lock\":{},\"mode\":\"{mode}\"",
-        at.as_secs(),
-        at.subsec_micros(),
-        json(lock.key())
-    )
-}
-
-/// Microseconds with one decimal.
-fn micros(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1e6)
+/// The fields every line starts with: `at` is when `span` ended.
+fn start(event: &str, span: Span, lock: &Target, mode: LockMode) -> Line {
+    let at = wall::since_epoch(span.end);
+    let mut line = Line::starting_at(at, lock.key().len().min(line::MAX_FIELD));
+    line.raw(",\"event\":\"")
+        .raw(event)
+        .raw("\",\"lock\":")
+        .string(lock.key())
+        .raw(match mode {
+            LockMode::Exclusive => ",\"mode\":\"exclusive\"",
+            LockMode::Shared => ",\"mode\":\"shared\"",
+        });
+    line
 }
 
 /// The error as the trace shows it: its case, and its message if any.
@@ -228,29 +223,4 @@ fn describe(error: &Error) -> String {
         Error::Unsupported(why) => format!("unsupported: {why}"),
         Error::Other(why) => format!("other: {why}"),
     }
-}
-
-/// The most characters of a name or message a line carries (lines stay
-/// under 4 KiB whatever the plugin names).
-const MAX_FIELD: usize = 256;
-
-/// `text` as a JSON string, cut at [`MAX_FIELD`] characters.
-fn json(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_FIELD) + 2);
-    out.push('"');
-    for c in text.chars().take(MAX_FIELD) {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
