@@ -53,42 +53,42 @@ pub fn run(dir: &Path, redis: Option<&str>, args: &[&str]) -> Result<String> {
     run_program(program(), dir, redis, args)
 }
 
-/// The benchmark plugin composed with the middleware component at
-/// `middleware` (with `config`), written into `dir`; its path.
+/// Run the benchmark plugin as users run it, a `portalocker run` process
+/// (no fuel metering, the compiled plugin cached in `dir`), composed
+/// behind `middleware` (each `--with`, configured by `config`), with
+/// `dir` granted as `/data`; what it printed. Its standard error, where
+/// the trace middleware writes by default, is a pipe this process drains.
 ///
 /// # Errors
 ///
-/// When a component cannot be read or the composition fails.
-pub fn composed(
+/// When the command cannot start or the plugin fails.
+pub fn run_cli(
     dir: &Path,
-    name: &str,
-    middleware: &str,
+    middleware: &[&str],
     config: &[(&str, &str)],
+    args: &[&str],
 ) -> Result<String> {
-    use portalocker_cli::compose::{Layers, Part, compose};
-    let plugin = std::fs::read(BENCH_WORKLOAD)?;
-    let layer = std::fs::read(middleware)?;
-    let layers = Layers {
-        middleware: vec![Part {
-            name,
-            bytes: &layer,
-        }],
-        provider: None,
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-    };
-    let bytes = compose(
-        Part {
-            name: "bench_workload",
-            bytes: &plugin,
-        },
-        &layers,
-    )?;
-    let path = dir.join(format!("bench_workload+{name}.wasm"));
-    std::fs::write(&path, bytes)?;
-    Ok(path.to_string_lossy().into_owned())
+    let mut command = std::process::Command::new(crate::setup::portalocker_cli());
+    command
+        .env("PORTALOCKER_CACHE_DIR", dir.join("cli-cache"))
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/data", dir.display()));
+    for layer in middleware {
+        command.args(["--with", layer]);
+    }
+    for (key, value) in config {
+        command.arg("--config").arg(format!("{key}={value}"));
+    }
+    let out = command.arg(BENCH_WORKLOAD).arg("--").args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "portalocker run failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// [`run`] with another program (a composed one).

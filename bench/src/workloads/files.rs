@@ -101,51 +101,77 @@ pub fn w1(b: &mut Bench<'_>) -> Result<()> {
             );
         }
 
-        // The same plugin behind each middleware (`guest/middleware`): a
-        // pair is two calls through it, so its cost per call is half the
-        // difference.
-        for (name, middleware, config, n) in [
+        // The same plugin through `portalocker run`, as users run it (no
+        // fuel metering), alone and behind each middleware
+        // (`guest/middleware`, composed on the fly with `--with`): a pair
+        // is two calls through a middleware, so its cost per call is half
+        // the difference from the plugin alone.
+        let trace_file = ("trace.file", "/data/w1-trace.jsonl");
+        for (name, mode, layers, config, n) in [
+            ("ours-plugin-run", "pairs", vec![], vec![], n),
             (
-                "namespace",
-                NAMESPACE,
+                "ours-plugin-run+namespace",
+                "pairs",
+                vec![NAMESPACE],
                 vec![("namespace.directory", "/data")],
                 n,
             ),
-            ("lockdep", LOCKDEP, vec![], n),
-            // The tests' host keeps stderr in a 1 MiB pipe: 2,000 pairs fit.
-            ("trace", TRACE, vec![], n / 100),
+            ("ours-plugin-run+lockdep", "pairs", vec![LOCKDEP], vec![], n),
+            // Two lines a pair: n / 10 pairs keep the stderr pipe's
+            // lines and the file's to a few MB.
             (
-                "trace-file",
-                TRACE,
-                vec![("trace.file", "/data/w1-trace.jsonl")],
-                n / 100,
+                "ours-plugin-run+trace",
+                "pairs",
+                vec![TRACE],
+                vec![],
+                n / 10,
+            ),
+            (
+                "ours-plugin-run+trace-file",
+                "pairs",
+                vec![TRACE],
+                vec![trace_file],
+                n / 10,
+            ),
+            // The floor under trace: the plugin writing as many lines
+            // itself.
+            (
+                "ours-plugin-run-logged",
+                "pairs-logged",
+                vec![],
+                vec![],
+                n / 10,
             ),
         ] {
-            let layer = if name == "trace-file" { "trace" } else { name };
-            let program = crate::plugin::composed(b.dir.path(), name, middleware, &config)?;
-            let out = crate::plugin::run_program(
-                &program,
-                b.dir.path(),
-                None,
-                &["pairs", &guest, &n.to_string()],
-            )?;
-            let behind: f64 = out.parse()?;
+            let args = [mode, &guest, &n.to_string()];
+            let out = crate::plugin::run_cli(b.dir.path(), &layers, &config, &args)?;
             b.report.add(
                 "W1",
-                &format!("ours-plugin+{name}"),
+                name,
                 "pair",
                 "ns",
                 Better::Lower,
-                behind,
+                out.parse()?,
                 true,
-                &format!(
-                    "as ours-plugin, composed behind the {layer} middleware{}",
-                    match name {
-                        "trace" => " (lines to stderr, an in-memory pipe of the host)",
-                        "trace-file" => " (lines appended to a file: WASI blocking-write-and-flush, file I/O on the host's thread)",
-                        _ => "",
+                match name {
+                    "ours-plugin-run" => {
+                        "as ours-plugin, in a `portalocker run` process (no fuel metering)"
                     }
-                ),
+                    "ours-plugin-run+trace" => {
+                        "as ours-plugin-run, behind the trace middleware (--with), lines to \
+                         standard error, a pipe"
+                    }
+                    "ours-plugin-run-logged" => {
+                        "as ours-plugin-run, the plugin writing a line of a trace line's size \
+                         to standard error (a pipe) after each call: what a log line costs, \
+                         middleware or not"
+                    }
+                    "ours-plugin-run+trace-file" => {
+                        "as ours-plugin-run, behind the trace middleware (--with), lines \
+                         appended to a file"
+                    }
+                    _ => "as ours-plugin-run, behind that middleware (--with)",
+                },
             );
         }
 

@@ -23,6 +23,7 @@
 //!   release-to-next-holder latency's p50, p90 and max in ns (W3b);
 //! - `hold-once PATH`: lock PATH (waiting), release, print `ok` (W8).
 use std::fs;
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use portalocker_guest::{FileLock, RedisLock, Semaphore};
@@ -39,6 +40,29 @@ fn main() {
             let started = Instant::now();
             for _ in 0..count {
                 lock.try_lock().unwrap().release().unwrap();
+            }
+            println!(
+                "{}",
+                started.elapsed().as_nanos() / u128::from(count.max(1))
+            );
+        }
+        ["pairs-logged", path, count] => {
+            // As `pairs`, writing a line of the trace middleware's size to
+            // standard error per call, as a plugin logging its own locks
+            // would: what a log line costs through WASI, middleware or not.
+            let lock = FileLock::open(path).unwrap();
+            let count = n(count);
+            let line = format!(
+                "{{\"event\":\"logged\",\"lock\":\"{path}\"{}}}\n",
+                " ".repeat(80)
+            );
+            let mut stderr = std::io::stderr();
+            let started = Instant::now();
+            for _ in 0..count {
+                let guard = lock.try_lock().unwrap();
+                stderr.write_all(line.as_bytes()).unwrap();
+                guard.release().unwrap();
+                stderr.write_all(line.as_bytes()).unwrap();
             }
             println!(
                 "{}",
