@@ -210,23 +210,27 @@ pub struct Grant {
 /// clock serves both). Empty for the others.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Span {
-    /// How long it lasted (zero when not timed).
+    /// How long it lasted (zero when not timed, and for the wait of a
+    /// try).
     pub length: Duration,
     /// When it ended (`None` when not timed).
     pub end: Option<Instant>,
 }
 
 impl Span {
-    /// From `start` to now: one reading of the clock, none without a
-    /// start.
-    fn since(start: Option<Instant>) -> Self {
-        start.map_or_else(Self::default, |start| {
-            let end = Instant::now();
-            Self {
-                length: end.saturating_duration_since(start),
-                end: Some(end),
-            }
-        })
+    /// Ending now (one reading of the clock), from `start` (zero long
+    /// without one).
+    fn ending_now(start: Option<Instant>) -> Self {
+        let end = Instant::now();
+        Self {
+            length: start.map_or(Duration::ZERO, |start| end.saturating_duration_since(start)),
+            end: Some(end),
+        }
+    }
+
+    /// From `since` to now, if timed (`since` is set only then).
+    fn of_hold(since: Option<Instant>) -> Self {
+        since.map_or_else(Self::default, |since| Self::ending_now(Some(since)))
     }
 }
 
@@ -252,9 +256,10 @@ pub trait Hooks: 'static {
     const NAME: &'static str;
 
     /// Whether the hooks use the times (`waited`, `held`): reading the
-    /// clock is a host call, so the kit does it only when asked (twice per
-    /// acquisition and once per release). Without it, every [`Span`] is
-    /// empty.
+    /// clock is a host call, so the kit does it only when asked: once when
+    /// an acquisition returns (twice when it may wait: a try does not, and
+    /// waits zero long) and once per release. Without it, every [`Span`]
+    /// is empty.
     const TIMED: bool = false;
 
     /// Whether the hooks read a semaphore grant's [`Grant::slot`]: asking
@@ -432,10 +437,15 @@ pub(crate) fn acquire<H: Hooks, G>(
 ) -> Result<Hold<H, G>, Error> {
     H::acquiring(lock, &request)?;
     // The clock is a host call: read only for hooks that use the times,
-    // and once at the end of the wait (it starts the hold too).
-    let started = H::TIMED.then(Instant::now);
+    // once at the end of the wait (it starts the hold too), and at its
+    // start only when it may wait (a try's wait is zero long).
+    let started = (H::TIMED && request.wait.blocks()).then(Instant::now);
     let outcome = call();
-    let waited = Span::since(started);
+    let waited = if H::TIMED {
+        Span::ending_now(started)
+    } else {
+        Span::default()
+    };
     match outcome {
         Ok(guard) => {
             let grant = grant_of(&guard);
@@ -491,7 +501,7 @@ impl<H: Hooks, G> Hold<H, G> {
         let told = H::released(
             &self.lock,
             &self.grant,
-            Span::since(self.since),
+            Span::of_hold(self.since),
             Ending::Released,
             outcome.as_ref().map(|_| ()),
         );
@@ -506,7 +516,7 @@ impl<H: Hooks, G> Drop for Hold<H, G> {
             let _ = H::released(
                 &self.lock,
                 &self.grant,
-                Span::since(self.since),
+                Span::of_hold(self.since),
                 Ending::Dropped,
                 Ok(()),
             );

@@ -11,7 +11,7 @@
 //! (the wall clock is read at most once a second and carried forward by
 //! the monotonic clock the times come from, so a line costs no extra
 //! clock reading); `waited_us` and `held_us` are microseconds, rounded
-//! down. `wait` is `forever`, `none` (a try) or the bound in microseconds;
+//! down (a try does not wait: its `waited_us` is 0). `wait` is `forever`, `none` (a try) or the bound in microseconds;
 //! `outcome` is `granted` or the error (`would-block`, `timed-out`,
 //! `access-denied: ...`); a grant adds `slot` (semaphores) and `token`
 //! (fenced Redis locks); `ending` is `released` or `dropped`.

@@ -50,7 +50,11 @@ impl Line {
     /// Append `duration` in microseconds with one decimal (`12.5`),
     /// rounded down.
     pub(crate) fn micros(&mut self, duration: Duration) -> &mut Self {
-        let tenths = u64::try_from(duration.as_nanos() / 100).unwrap_or(u64::MAX);
+        // In u64 (a u128 division is a library call in wasm).
+        let tenths = duration
+            .as_secs()
+            .saturating_mul(10_000_000)
+            .saturating_add(u64::from(duration.subsec_nanos() / 100));
         self.number(tenths / 10).raw(".").number(tenths % 10)
     }
 
