@@ -50,7 +50,15 @@ pub fn precompile_into(dir: &Path) -> Result<String> {
 ///
 /// When the plugin fails.
 pub fn run(dir: &Path, redis: Option<&str>, args: &[&str]) -> Result<String> {
-    run_program(program(), dir, redis, args)
+    let mut run = Run::new(program(), args).grant(dir, "/data");
+    if let Some(url) = redis {
+        run = run.redis(url, "");
+    }
+    let outcome = run.sync();
+    if let Err(e) = &outcome.result {
+        bail!("the plugin failed: {e}\n{}", outcome.stderr);
+    }
+    Ok(outcome.stdout.trim().to_owned())
 }
 
 /// Run the benchmark plugin as users run it, a `portalocker run` process
@@ -89,28 +97,6 @@ pub fn run_cli(
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// [`run`] with another program (a composed one).
-///
-/// # Errors
-///
-/// When the plugin fails.
-pub fn run_program(
-    program: &str,
-    dir: &Path,
-    redis: Option<&str>,
-    args: &[&str],
-) -> Result<String> {
-    let mut run = Run::new(program, args).grant(dir, "/data");
-    if let Some(url) = redis {
-        run = run.redis(url, "");
-    }
-    let outcome = run.sync();
-    if let Err(e) = &outcome.result {
-        bail!("the plugin failed: {e}\n{}", outcome.stderr);
-    }
-    Ok(outcome.stdout.trim().to_owned())
 }
 
 /// Run the 0.2.0 scenarios component (`tests/programs/aio`) with `args`
