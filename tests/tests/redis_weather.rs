@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Holder, cli, lockworker, pyworker};
-use portalocker::Wait;
 use portalocker::redis::RedisLock;
+use portalocker::{Error, Wait};
 use portalocker_tests::proxy::Proxy;
 use portalocker_tests::redis_server::RedisServer;
 
@@ -309,6 +309,77 @@ fn a_fenced_grant_draws_its_token_only_while_it_holds() {
         "Python's {python_token} after our {token}"
     );
     python.release();
+}
+
+/// Wait until the proxy has held back a chunk (at most 10 s).
+fn until_delayed(proxy: &Proxy, what: &str) {
+    let started = Instant::now();
+    while proxy.delayed() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no {what} went out"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A peer's reaper may kill a contender's connection in the middle of an
+/// attempt (portalocker's kills one that joined just after its ping, when
+/// the count kept still). A try then answers as a try does, with
+/// contention or the lock, never "Redis unavailable": the server is there.
+/// First the connection is killed as it leaves after losing the round: the
+/// round's verdict (contention) stands. Then it is killed as its grant's
+/// token is on the way: one more attempt, at once, gets the lock.
+#[test]
+fn a_try_whose_connection_a_reaper_kills_answers_as_a_try() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let holder = RedisLock::open(&server.url(), "reaped")
+        .unwrap()
+        .acquire()
+        .unwrap();
+    proxy.delay(b"UNSUBSCRIBE", Duration::from_millis(400));
+    let lock = RedisLock::open(&proxy.url(), "reaped")
+        .unwrap()
+        .wait(Wait::NONE);
+    let name = format!("reaped-lock-{}", lock.holder_id());
+    let trying = std::thread::spawn(move || lock.acquire().map(drop));
+    until_delayed(&proxy, "UNSUBSCRIBE");
+    server.kill_client_named(&name);
+    let err = trying.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::WouldBlock { .. }),
+        "a try killed as it left: {err}"
+    );
+    assert!(
+        server
+            .clients(|line| line.contains(&format!(" name={name}")))
+            .is_empty(),
+        "the try left its connection behind"
+    );
+    assert_eq!(
+        server.cli(&["PUBSUB", "NUMSUB", "reaped"]).lines().nth(1),
+        Some("1"),
+        "only the holder is subscribed"
+    );
+    drop(holder);
+
+    let proxy = Proxy::start(server.port());
+    proxy.delay(b"INCRBY", Duration::from_millis(400));
+    let lock = RedisLock::open(&proxy.url(), "reaped")
+        .unwrap()
+        .fencing(true)
+        .wait(Wait::NONE);
+    let name = format!("reaped-lock-{}", lock.holder_id());
+    let trying = std::thread::spawn(move || lock.acquire());
+    until_delayed(&proxy, "INCRBY");
+    server.kill_client_named(&name);
+    let guard = trying
+        .join()
+        .unwrap()
+        .expect("a try killed as it was granted tries once more");
+    assert_eq!(guard.fencing_token(), Some(1), "the cut grant drew a token");
+    assert!(!guard.is_lost());
 }
 
 /// The PID a command wrote to `file`, once it is there.

@@ -46,6 +46,20 @@ const UNHEEDED_FOR: Duration = Duration::from_millis(100);
 /// How long a hand-off waits for the waiter to finish.
 const HANDOFF_LONGEST: Duration = Duration::from_millis(20);
 
+/// How a run of attempts ended without the lock.
+struct Failed {
+    error: Error,
+    /// Whether the lock connection was closed under it (see
+    /// [`LockConnection::cut`]).
+    cut: bool,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Self { error, cut: false }
+    }
+}
+
 /// Where a round of an attempt leaves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -66,6 +80,7 @@ impl RedisLock {
         let deadline = waiting.deadline();
         let turn = self.take_turn(&waiting).await?;
         let mut pause = RETRY_FIRST;
+        let mut recut = false;
         loop {
             match self.attempts_on_its_server(&waiting, wait).await {
                 Ok((pool, conn, fencing_token)) => {
@@ -82,11 +97,25 @@ impl RedisLock {
                         fencing_token,
                     }));
                 }
-                Err(Error::RedisUnavailable(reason)) => {
+                Err(Failed {
+                    error: Error::RedisUnavailable(reason),
+                    cut,
+                }) => {
                     // Perhaps the topology changed: look the server up
                     // again (a cluster or Sentinel pool).
                     self.pool.invalidate().await;
                     let now = Instant::now();
+                    if waiting.expired() && cut && !recut {
+                        // The lock connection was closed under the last
+                        // attempt: the server went away, or a peer's
+                        // reaper killed it (portalocker's reapers kill a
+                        // contender that joined just after their ping).
+                        // One more attempt at once tells the two apart: a
+                        // server that is gone refuses it.
+                        log::debug!("{:?}: {reason}; one more attempt", self.wire);
+                        recut = true;
+                        continue;
+                    }
                     if waiting.expired() {
                         return Err(Error::RedisUnavailable(format!(
                             "{reason} (tried for {:?})",
@@ -101,7 +130,7 @@ impl RedisLock {
                     tokio::time::sleep(nap).await;
                     pause = (pause * 2).min(RETRY_LONGEST);
                 }
-                Err(e) => return Err(e),
+                Err(Failed { error, .. }) => return Err(error),
             }
         }
     }
@@ -112,15 +141,15 @@ impl RedisLock {
         &self,
         waiting: &Started,
         wait: Wait,
-    ) -> Result<(super::Pool, LockConnection, Option<u64>)> {
+    ) -> std::result::Result<(super::Pool, LockConnection, Option<u64>), Failed> {
         let on = self.on(self.pool.resolve(&self.wire).await?);
         match on.attempts_on_a_connection(waiting, wait).await {
             Ok((conn, fencing_token)) => Ok((on.pool, conn, fencing_token)),
-            Err(e) => {
-                if matches!(e, Error::RedisUnavailable(_) | Error::Redis(_)) {
+            Err(failed) => {
+                if matches!(failed.error, Error::RedisUnavailable(_) | Error::Redis(_)) {
                     on.pool.forget_command().await;
                 }
-                Err(e)
+                Err(failed)
             }
         }
     }
@@ -138,7 +167,7 @@ impl RedisLock {
         &self,
         waiting: &Started,
         wait: Wait,
-    ) -> Result<(LockConnection, Option<u64>)> {
+    ) -> std::result::Result<(LockConnection, Option<u64>), Failed> {
         let mut conn = self.pool.command().await?;
         self.yield_to_waiters(&mut conn, waiting.deadline()).await?;
         let mut lock_conn = self.pool.lock_connection().await?;
@@ -147,14 +176,18 @@ impl RedisLock {
             .await
         {
             Ok(fencing_token) => Ok((lock_conn, fencing_token)),
-            Err(e) => {
+            Err(error) => {
+                // Asked only when the wait is over (see `acquire_inner`).
+                let cut = matches!(error, Error::RedisUnavailable(_))
+                    && waiting.expired()
+                    && lock_conn.cut().await;
                 if lock_conn.subscribed() && lock_conn.lost().is_none() {
                     let _ = lock_conn.unsubscribe(None).await;
                 }
                 // Kept only if it left the channel; closed (and so
                 // unsubscribed by the server) otherwise.
                 self.pool.give_back(lock_conn);
-                Err(e)
+                Err(Failed { error, cut })
             }
         }
     }
@@ -485,7 +518,18 @@ impl RedisLock {
                 Step::Held => return self.granted(lock_conn).await,
                 Step::GiveUp => {
                     lock_conn.advertise(initial, false);
-                    lock_conn.unsubscribe(None).await?;
+                    if let Err(e) = lock_conn.unsubscribe(None).await {
+                        // The connection died as it left (a peer's reaper
+                        // may kill a contender that joined after its ping),
+                        // or the server stalls: closing the connection
+                        // leaves the channel all the same, and the round's
+                        // verdict stands.
+                        log::debug!("{:?}: leaving failed ({e}); closing instead", self.wire);
+                        lock_conn.abandon();
+                        if !waiting.expired() {
+                            *lock_conn = self.pool.lock_connection().await?;
+                        }
+                    }
                 }
                 Step::StayElected => {}
             }

@@ -19,6 +19,9 @@ const KEEPALIVE: Duration = Duration::from_millis(100);
 
 /// How long an unsubscription may take before the connection is given up.
 const UNSUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`LockConnection::cut`] waits for the responder to notice the
+/// death of a connection a command met.
+const CUT_NOTICED: Duration = Duration::from_millis(20);
 
 /// The client name of a lock connection between acquisitions: it names no
 /// lock, so no reaper takes it for a silent holder.
@@ -332,8 +335,14 @@ pub(crate) struct LockConnection {
     /// the lock was held here.
     polled: Arc<AtomicBool>,
     lost: watch::Receiver<Option<String>>,
+    /// Set, before `lost`, when the socket closed under us: the server
+    /// went away or killed the connection (a reaper's `CLIENT KILL`), as
+    /// opposed to a server that stopped answering.
+    closed: Arc<AtomicBool>,
     responder: JoinHandle<()>,
     subscribed: bool,
+    /// Set by [`LockConnection::abandon`]: neither left nor reused again.
+    abandoned: bool,
     /// Whether `CLIENT NO-EVICT on` was sent (with the first subscription).
     exempt: bool,
     dialect: Dialect,
@@ -361,6 +370,7 @@ impl LockConnection {
             leaving: 0,
         }));
         let polled = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
         let (lost_tx, lost) = watch::channel(None);
         let responder = tokio::spawn(respond(
             Responder {
@@ -368,6 +378,7 @@ impl LockConnection {
                 dialect: terms.dialect,
                 state: Arc::clone(&state),
                 polled: Arc::clone(&polled),
+                closed: Arc::clone(&closed),
             },
             pushes,
             terms.demoted,
@@ -378,8 +389,10 @@ impl LockConnection {
             state,
             polled,
             lost,
+            closed,
             responder,
             subscribed: false,
+            abandoned: false,
             exempt: false,
             dialect: terms.dialect,
             proof: terms.proof,
@@ -507,16 +520,36 @@ impl LockConnection {
         Ok(heard)
     }
 
-    /// Whether it may be subscribed to a lock channel now (a failed
-    /// subscription or unsubscription leaves this set).
+    /// Whether it may be subscribed to a lock channel now and can still
+    /// leave it (a failed subscription or unsubscription leaves this set;
+    /// an abandoned connection leaves by closing).
     pub(crate) fn subscribed(&self) -> bool {
-        self.subscribed
+        self.subscribed && !self.abandoned
     }
 
-    /// Whether it can be lent to another acquisition: alive and
-    /// unsubscribed.
+    /// Whether it can be lent to another acquisition: alive, unsubscribed
+    /// and not abandoned.
     pub(crate) fn reusable(&self) -> bool {
-        !self.subscribed && self.lost().is_none()
+        !self.subscribed && !self.abandoned && self.lost().is_none()
+    }
+
+    /// Give the connection up after it failed to leave its channel: it
+    /// answers no more pings, is neither left nor reused, and dropping it
+    /// closes the socket, which leaves the channel all the same.
+    pub(crate) fn abandon(&mut self) {
+        self.responder.abort();
+        self.abandoned = true;
+    }
+
+    /// Whether the socket closed under us (the server went away, or a
+    /// reaper killed the connection), as opposed to a server that stopped
+    /// answering. The death of a connection reaches its responder a moment
+    /// after the command that met it: this waits for it up to
+    /// [`CUT_NOTICED`].
+    pub(crate) async fn cut(&self) -> bool {
+        let mut lost = self.lost.clone();
+        let _ = tokio::time::timeout(CUT_NOTICED, lost.wait_for(Option::is_some)).await;
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// The connection, for commands that must run on it.
@@ -596,6 +629,7 @@ struct Responder {
     dialect: Dialect,
     state: Arc<Mutex<Advertised>>,
     polled: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Responder {
@@ -702,12 +736,21 @@ async fn respond(
                 if let Err(e) = pong
                     && e.is_unrecoverable_error()
                 {
+                    if e.is_connection_dropped() {
+                        responder.closed.store(true, Ordering::SeqCst);
+                    }
                     break format!("the connection failed: {e}");
                 }
             }
             push = pushes.recv() => match push {
-                None => break "the connection closed".to_owned(),
-                Some(push) if push.kind == PushKind::Disconnection => break "the connection was lost".to_owned(),
+                None => {
+                    responder.closed.store(true, Ordering::SeqCst);
+                    break "the connection closed".to_owned();
+                }
+                Some(push) if push.kind == PushKind::Disconnection => {
+                    responder.closed.store(true, Ordering::SeqCst);
+                    break "the connection was lost".to_owned();
+                }
                 Some(push) if dialect.is_message(&push.kind) => {
                     if let Some(message) = Msg::from_push_info(push) {
                         responder.answer(&message);
