@@ -115,6 +115,9 @@ impl Pool {
     ///   failover; the credentials and db are the master's. A failover is
     ///   the loss of every lock held on the old master.
     ///
+    /// In the host lists, a port left out is 6379 (26379 for sentinels),
+    /// and an IPv6 address goes in brackets: `[::1]:7000`.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a malformed URL.

@@ -100,22 +100,42 @@ fn split(rest: &str) -> (Option<&str>, &str, &str) {
     }
 }
 
-/// `host[:port][,host[:port]...]`.
+/// `host[:port][,host[:port]...]`; an IPv6 address goes in brackets
+/// (`[::1]:7000`, `[::1]`), as in any URL.
 fn addresses(hosts: &str, default_port: u16) -> std::result::Result<Vec<Addr>, String> {
     let mut found = Vec::new();
     for host in hosts.split(',') {
         if host.is_empty() {
             return Err("an empty host in the list".into());
         }
-        let (name, port) = match host.rsplit_once(':') {
-            Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (
-                name,
-                port.parse::<u16>()
-                    .map_err(|_| format!("{port:?} is not a port"))?,
-            ),
-            _ => (host, default_port),
+        let (name, port) = if let Some(bracketed) = host.strip_prefix('[') {
+            let (name, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("{host:?} opens a bracket it does not close"))?;
+            match after {
+                "" => (name, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (name, Some(port)),
+                    None => return Err(format!("{host:?}: only a port may follow the address")),
+                },
+            }
+        } else {
+            match host.split_once(':') {
+                Some((_, port)) if port.contains(':') => {
+                    return Err(format!(
+                        "{host:?}: put an IPv6 address in brackets, as in [::1]:6379"
+                    ));
+                }
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            }
         };
-        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let port = match port {
+            Some(port) => port
+                .parse::<u16>()
+                .map_err(|_| format!("{port:?} is not a port"))?,
+            None => default_port,
+        };
         if name.is_empty() {
             return Err("an empty host name".into());
         }
@@ -168,6 +188,31 @@ mod tests {
         assert!(Servers::parse("redis+cluster://a:1/3").is_err());
         assert!(Servers::parse("redis+cluster://a:x").is_err());
         assert!(Servers::parse("redis+cluster://a:1,,b:2").is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_go_in_brackets() {
+        let seeds = |url: &str| match Servers::parse(url) {
+            Ok(Servers::Cluster { seeds, .. }) => Ok(seeds),
+            Ok(_) => panic!("not a cluster"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            seeds("redis+cluster://[::1],[fe80::2]:7001").unwrap(),
+            vec![("::1".to_owned(), 6379), ("fe80::2".to_owned(), 7001)]
+        );
+        let err = seeds("redis+cluster://::1").unwrap_err();
+        assert!(err.contains("brackets"), "{err}");
+        assert!(seeds("redis+cluster://::1:7000").is_err());
+        assert!(seeds("redis+cluster://[::1").is_err());
+        assert!(seeds("redis+cluster://[::1]7000").is_err());
+        assert!(seeds("redis+cluster://[]:7000").is_err());
+        let Servers::Sentinel { sentinels, .. } =
+            Servers::parse("redis+sentinel://[::1]/mymaster").unwrap()
+        else {
+            panic!("not sentinel");
+        };
+        assert_eq!(sentinels, vec![("::1".to_owned(), 26379)]);
     }
 
     #[test]
