@@ -264,14 +264,7 @@ fn a_fenced_grant_draws_its_token_only_while_it_holds() {
         .fencing(true);
     let holder_id = lock.holder_id().to_owned();
     let acquiring = std::thread::spawn(move || lock.acquire());
-    let started = Instant::now();
-    while proxy.delayed() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no INCRBY went out"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    until_delayed(&proxy, "INCRBY");
     // While its token is on the way, the holder's lock connection is cut:
     // that token is never drawn. The acquisition was never held, so it
     // goes on (a cut costs an attempt, not the wait) and holds with the
