@@ -102,61 +102,150 @@ impl FileReport {
 ///
 /// When the path is not a regular file, or cannot be inspected.
 pub fn inspect(path: &Path) -> io::Result<FileReport> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(FileReport {
-                path: path.to_owned(),
-                exists: false,
-                locks: Vec::new(),
-                holders: Vec::new(),
-                waiting: Vec::new(),
-            });
-        }
-        Err(e) => return Err(e),
-    };
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (lock files are regular files; symlinks are never followed)",
-        ));
+    inspect_each(&[path.to_owned()])
+        .map(|mut reports| reports.remove(0))
+        .map_err(|failed| failed.error)
+}
+
+/// A file that could not be inspected, and why.
+#[derive(Debug)]
+pub struct Failed {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub error: io::Error,
+}
+
+/// Inspect each of `paths` (never following a symlink, never creating
+/// one), in order. On Linux the lock table and the processes' descriptors
+/// are read once for all of them, so a semaphore's thousand slots cost
+/// one reading of `/proc`, not a thousand.
+///
+/// # Errors
+///
+/// The first path that is not a regular file or cannot be inspected.
+pub fn inspect_each(paths: &[PathBuf]) -> Result<Vec<FileReport>, Failed> {
+    let mut reports = Vec::with_capacity(paths.len());
+    let mut present = Vec::new();
+    for path in paths {
+        let failed = |error| Failed {
+            path: path.clone(),
+            error,
+        };
+        let exists = match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => {
+                present.push((reports.len(), meta));
+                true
+            }
+            Ok(_) => {
+                return Err(failed(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a regular file (lock files are regular files; symlinks are never followed)",
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(failed(e)),
+        };
+        reports.push(FileReport {
+            path: path.clone(),
+            exists,
+            locks: Vec::new(),
+            holders: Vec::new(),
+            waiting: Vec::new(),
+        });
     }
-    let (locks, holders, waiting) = inspect_present(path, &meta)?;
-    Ok(FileReport {
-        path: path.to_owned(),
-        exists: true,
-        locks,
-        holders,
-        waiting,
-    })
+    let found = inspect_present(&reports, &present)?;
+    for ((index, _), (locks, holders, waiting)) in present.iter().zip(found) {
+        let report = &mut reports[*index];
+        report.locks = locks;
+        report.holders = holders;
+        report.waiting = waiting;
+    }
+    Ok(reports)
 }
 
 type Found = (Vec<LockEntry>, Vec<Process>, Vec<Process>);
 
+/// What holds each present file (`present`: an index into `reports` and
+/// the file's metadata), in the order of `present`.
 #[cfg(target_os = "linux")]
-fn inspect_present(_path: &Path, meta: &fs::Metadata) -> io::Result<Found> {
+fn inspect_present(
+    reports: &[FileReport],
+    present: &[(usize, fs::Metadata)],
+) -> Result<Vec<Found>, Failed> {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+
     use super::procfs;
-    let (locks, waiting) = procfs::locks(meta)?;
-    let mut pids = if locks.is_empty() {
-        Vec::new()
-    } else {
-        procfs::holding_processes(meta)
+
+    let Some((first, _)) = present.first() else {
+        return Ok(Vec::new());
     };
-    // A POSIX lock's owner, or a flock holder whose /proc this user may
-    // not read: named by /proc/locks itself.
-    for pid in locks.iter().filter_map(|l| l.pid) {
-        if !pids.contains(&pid) && fs::metadata(format!("/proc/{pid}")).is_ok() {
-            pids.push(pid);
-        }
-    }
-    pids.sort_unstable();
-    let holders = pids.into_iter().map(procfs::process).collect();
-    let waiting = waiting.into_iter().map(procfs::process).collect();
-    Ok((locks, holders, waiting))
+    let table = procfs::lock_table().map_err(|error| Failed {
+        path: reports[*first].path.clone(),
+        error,
+    })?;
+    let locks: Vec<procfs::FileLocks> = present
+        .iter()
+        .map(|(_, meta)| {
+            table
+                .get(&procfs::lock_id(meta))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let held: HashSet<(u64, u64)> = present
+        .iter()
+        .zip(&locks)
+        .filter(|(_, found)| !found.held.is_empty())
+        .map(|((_, meta), _)| (meta.dev(), meta.ino()))
+        .collect();
+    let holding = procfs::holding_processes(&held);
+    Ok(present
+        .iter()
+        .zip(locks)
+        .map(|((_, meta), found)| {
+            let mut pids = holding
+                .get(&(meta.dev(), meta.ino()))
+                .cloned()
+                .unwrap_or_default();
+            // A POSIX lock's owner, or a flock holder whose /proc this user
+            // may not read: named by /proc/locks itself.
+            for pid in found.held.iter().filter_map(|l| l.pid) {
+                if !pids.contains(&pid) && fs::metadata(format!("/proc/{pid}")).is_ok() {
+                    pids.push(pid);
+                }
+            }
+            pids.sort_unstable();
+            let holders = pids.into_iter().map(procfs::process).collect();
+            let waiting = found.waiting.into_iter().map(procfs::process).collect();
+            (found.held, holders, waiting)
+        })
+        .collect())
 }
 
+/// Whether each present file is held, found by trying its lock without
+/// waiting: no PIDs are told.
 #[cfg(not(target_os = "linux"))]
-fn inspect_present(path: &Path, _meta: &fs::Metadata) -> io::Result<Found> {
+fn inspect_present(
+    reports: &[FileReport],
+    present: &[(usize, fs::Metadata)],
+) -> Result<Vec<Found>, Failed> {
+    present
+        .iter()
+        .map(|(index, _)| {
+            let path = &reports[*index].path;
+            probe(path).map_err(|error| Failed {
+                path: path.clone(),
+                error,
+            })
+        })
+        .collect()
+}
+
+/// Try the lock on `path` without waiting: exclusive, then shared.
+#[cfg(not(target_os = "linux"))]
+fn probe(path: &Path) -> io::Result<Found> {
     use portalocker::{LockFlags, lock, unlock};
     let file = fs::File::open(path)?;
     let try_lock = |flags: LockFlags| match lock(&file, flags | LockFlags::NON_BLOCKING) {

@@ -8,7 +8,9 @@ mod file;
 mod redis;
 mod report;
 
-use std::path::Path;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use portalocker::BoundedSemaphore;
 
@@ -61,17 +63,20 @@ fn semaphore(
     if let Some(directory) = directory {
         sem = sem.directory(directory);
     }
-    let mut found = Vec::new();
-    for slot in 0..size {
-        let path = sem.filename(slot);
-        let report = file::inspect(&path).map_err(|e| {
-            Failure::because(exit::IO, &format!("cannot inspect {}", path.display()), e)
-        })?;
-        // Without --slots, the semaphore is the slot files in a row.
-        if slots.is_none() && !report.exists {
-            break;
-        }
-        found.push(report);
-    }
+    // Without --slots, the semaphore is the slot files in a row.
+    let paths: Vec<PathBuf> = (0..size)
+        .map(|slot| sem.filename(slot))
+        .take_while(|path| {
+            slots.is_some()
+                || !matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+        })
+        .collect();
+    let found = file::inspect_each(&paths).map_err(|failed| {
+        Failure::because(
+            exit::IO,
+            &format!("cannot inspect {}", failed.path.display()),
+            failed.error,
+        )
+    })?;
     Ok(report::semaphore(&sem, slots.is_some(), &found))
 }

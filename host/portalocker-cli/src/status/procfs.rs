@@ -4,6 +4,7 @@
 //! its descriptors, so a lock inherited by a child (as `portalocker lock --
 //! CMD` hands it on) names every process that holds it.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -12,7 +13,7 @@ use super::file::{Kind, LockEntry, Process};
 
 /// The `/proc/locks` form of a file's identity: `MAJOR:MINOR:INODE`, the
 /// device numbers in two-digit hex.
-fn lock_id(meta: &fs::Metadata) -> String {
+pub fn lock_id(meta: &fs::Metadata) -> String {
     format!(
         "{:02x}:{:02x}:{}",
         libc::major(meta.dev()),
@@ -21,21 +22,28 @@ fn lock_id(meta: &fs::Metadata) -> String {
     )
 }
 
-/// The locks on the file `meta` describes, and the PIDs blocked waiting.
+/// The locks on one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileLocks {
+    /// The granted locks.
+    pub held: Vec<LockEntry>,
+    /// The PIDs blocked waiting, each once, in order.
+    pub waiting: Vec<u32>,
+}
+
+/// Every file's locks, by [`lock_id`], read once from `/proc/locks`.
 ///
 /// # Errors
 ///
 /// When `/proc/locks` cannot be read.
-pub fn locks(meta: &fs::Metadata) -> io::Result<(Vec<LockEntry>, Vec<u32>)> {
-    let text = fs::read_to_string("/proc/locks")?;
-    Ok(parse_locks(&text, &lock_id(meta)))
+pub fn lock_table() -> io::Result<HashMap<String, FileLocks>> {
+    Ok(parse_table(&fs::read_to_string("/proc/locks")?))
 }
 
-/// Parse `/proc/locks` for the file `id`: the granted locks, and the PIDs of
+/// Parse `/proc/locks`: each file's granted locks, and the PIDs of its
 /// blocked waiters (lines with `->`).
-fn parse_locks(text: &str, id: &str) -> (Vec<LockEntry>, Vec<u32>) {
-    let mut held = Vec::new();
-    let mut waiting = Vec::new();
+fn parse_table(text: &str) -> HashMap<String, FileLocks> {
+    let mut table: HashMap<String, FileLocks> = HashMap::new();
     for line in text.lines() {
         let mut fields: Vec<&str> = line.split_whitespace().collect();
         let blocked = fields.get(1) == Some(&"->");
@@ -43,7 +51,7 @@ fn parse_locks(text: &str, id: &str) -> (Vec<LockEntry>, Vec<u32>) {
             fields.remove(1);
         }
         // N: TYPE ADVISORY|MANDATORY READ|WRITE PID ID START END
-        if fields.len() < 6 || fields[5] != id {
+        if fields.len() < 6 {
             continue;
         }
         let kind = match fields[1] {
@@ -59,50 +67,74 @@ fn parse_locks(text: &str, id: &str) -> (Vec<LockEntry>, Vec<u32>) {
         };
         // OFD locks belong to no process: their PID is -1.
         let pid = fields[4].parse::<u32>().ok().filter(|pid| *pid > 0);
+        let file = table.entry(fields[5].to_owned()).or_default();
         if blocked {
-            waiting.extend(pid);
+            file.waiting.extend(pid);
         } else {
-            held.push(LockEntry {
+            file.held.push(LockEntry {
                 kind,
                 exclusive,
                 pid,
             });
         }
     }
-    waiting.sort_unstable();
-    waiting.dedup();
-    (held, waiting)
+    for file in table.values_mut() {
+        file.waiting.sort_unstable();
+        file.waiting.dedup();
+    }
+    table
 }
 
-/// The processes with a descriptor that holds a lock on the file `meta`
-/// describes (those whose `/proc` this user may read).
-pub fn holding_processes(meta: &fs::Metadata) -> Vec<u32> {
+/// For each file in `files` (device and inode), the processes with a
+/// descriptor open on it that shows a lock (those whose `/proc` this user
+/// may read), each once, in order. One pass over `/proc`, however many
+/// files.
+pub fn holding_processes(files: &HashSet<(u64, u64)>) -> HashMap<(u64, u64), Vec<u32>> {
+    let mut holding: HashMap<(u64, u64), Vec<u32>> = HashMap::new();
+    if files.is_empty() {
+        return holding;
+    }
     let Ok(processes) = fs::read_dir("/proc") else {
-        return Vec::new();
+        return holding;
     };
-    let mut pids: Vec<u32> = processes
+    for pid in processes
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| holds(*pid, meta))
-        .collect();
-    pids.sort_unstable();
-    pids
+    {
+        for file in held_by(pid, files) {
+            holding.entry(file).or_default().push(pid);
+        }
+    }
+    for pids in holding.values_mut() {
+        pids.sort_unstable();
+        pids.dedup();
+    }
+    holding
 }
 
-/// Whether one of `pid`'s descriptors is open on the file and shows a lock.
-fn holds(pid: u32, meta: &fs::Metadata) -> bool {
+/// Which of `files` one of `pid`'s descriptors is open on and shows a
+/// lock through.
+fn held_by(pid: u32, files: &HashSet<(u64, u64)>) -> HashSet<(u64, u64)> {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+        return HashSet::new();
     };
-    fds.flatten().any(|fd| {
-        let same =
-            fs::metadata(fd.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
-        same && fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .is_ok_and(|info| info.lines().any(|line| line.starts_with("lock:")))
-    })
+    fds.flatten()
+        .filter_map(|fd| {
+            let meta = fs::metadata(fd.path()).ok()?;
+            let file = (meta.dev(), meta.ino());
+            if !files.contains(&file) {
+                return None;
+            }
+            let info = fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .ok()?;
+            info.lines()
+                .any(|line| line.starts_with("lock:"))
+                .then_some(file)
+        })
+        .collect()
 }
 
 /// A process's command name and start time, while it exists.
@@ -157,10 +189,11 @@ mod tests {
 ";
 
     #[test]
-    fn parses_holders_and_waiters_of_one_file() {
-        let (held, waiting) = parse_locks(LOCKS, "00:2d:77");
+    fn parses_holders_and_waiters_of_each_file() {
+        let table = parse_table(LOCKS);
+        let file = &table["00:2d:77"];
         assert_eq!(
-            held,
+            file.held,
             vec![
                 LockEntry {
                     kind: Kind::Flock,
@@ -174,8 +207,19 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(waiting, vec![4400, 4401]);
-        assert_eq!(parse_locks(LOCKS, "00:2d:7").0, vec![]);
+        assert_eq!(file.waiting, vec![4400, 4401]);
+        assert_eq!(
+            table["00:2d:78"],
+            FileLocks {
+                held: vec![LockEntry {
+                    kind: Kind::Posix,
+                    exclusive: false,
+                    pid: Some(99)
+                }],
+                waiting: vec![],
+            }
+        );
+        assert!(!table.contains_key("00:2d:7"));
     }
 
     #[test]
