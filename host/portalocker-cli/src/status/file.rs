@@ -102,9 +102,28 @@ impl FileReport {
 ///
 /// When the path is not a regular file, or cannot be inspected.
 pub fn inspect(path: &Path) -> io::Result<FileReport> {
-    inspect_each(&[path.to_owned()])
+    let meta = look(path)?;
+    inspect_each(vec![(path.to_owned(), meta)])
         .map(|mut reports| reports.remove(0))
         .map_err(|failed| failed.error)
+}
+
+/// The metadata of the lock file at `path`, never following a symlink:
+/// `None` when there is no such file.
+///
+/// # Errors
+///
+/// When the path is not a regular file, or cannot be inspected.
+pub fn look(path: &Path) -> io::Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(meta)),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (lock files are regular files; symlinks are never followed)",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A file that could not be inspected, and why.
@@ -116,38 +135,27 @@ pub struct Failed {
     pub error: io::Error,
 }
 
-/// Inspect each of `paths` (never following a symlink, never creating
-/// one), in order. On Linux the lock table and the processes' descriptors
-/// are read once for all of them, so a semaphore's thousand slots cost
-/// one reading of `/proc`, not a thousand.
+/// Inspect each file [`look`] found (its path and its metadata, `None`
+/// where it does not exist), in order. On Linux the lock table and the
+/// processes' descriptors are read once for all of them, so a semaphore's
+/// thousand slots cost one reading of `/proc`, not a thousand.
 ///
 /// # Errors
 ///
-/// The first path that is not a regular file or cannot be inspected.
-pub fn inspect_each(paths: &[PathBuf]) -> Result<Vec<FileReport>, Failed> {
-    let mut reports = Vec::with_capacity(paths.len());
+/// When `/proc/locks` cannot be read (Linux), or a file cannot be opened
+/// to try its lock (elsewhere): the first such file.
+pub fn inspect_each(
+    files: Vec<(PathBuf, Option<fs::Metadata>)>,
+) -> Result<Vec<FileReport>, Failed> {
+    let mut reports = Vec::with_capacity(files.len());
     let mut present = Vec::new();
-    for path in paths {
-        let failed = |error| Failed {
-            path: path.clone(),
-            error,
-        };
-        let exists = match fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_file() => {
-                present.push((reports.len(), meta));
-                true
-            }
-            Ok(_) => {
-                return Err(failed(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "not a regular file (lock files are regular files; symlinks are never followed)",
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(failed(e)),
-        };
+    for (path, meta) in files {
+        let exists = meta.is_some();
+        if let Some(meta) = meta {
+            present.push((reports.len(), meta));
+        }
         reports.push(FileReport {
-            path: path.clone(),
+            path,
             exists,
             locks: Vec::new(),
             holders: Vec::new(),

@@ -8,9 +8,7 @@ mod file;
 mod redis;
 mod report;
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use portalocker::BoundedSemaphore;
 
@@ -37,9 +35,7 @@ pub fn run(args: StatusArgs) -> Result<u8, Failure> {
         let path = args.path.as_deref().ok_or_else(|| {
             Failure::usage("status needs a PATH, --semaphore NAME or --redis NAME")
         })?;
-        let found = file::inspect(path).map_err(|e| {
-            Failure::because(exit::IO, &format!("cannot inspect {}", path.display()), e)
-        })?;
+        let found = file::inspect(path).map_err(|e| cannot_inspect(path, e))?;
         report::file(&found)
     };
     if !args.quiet {
@@ -63,20 +59,26 @@ fn semaphore(
     if let Some(directory) = directory {
         sem = sem.directory(directory);
     }
-    // Without --slots, the semaphore is the slot files in a row.
-    let paths: Vec<PathBuf> = (0..size)
-        .map(|slot| sem.filename(slot))
-        .take_while(|path| {
-            slots.is_some()
-                || !matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
-        })
-        .collect();
-    let found = file::inspect_each(&paths).map_err(|failed| {
-        Failure::because(
-            exit::IO,
-            &format!("cannot inspect {}", failed.path.display()),
-            failed.error,
-        )
-    })?;
+    let mut files = Vec::new();
+    for slot in 0..size {
+        let path = sem.filename(slot);
+        let meta = file::look(&path).map_err(|e| cannot_inspect(&path, e))?;
+        // Without --slots, the semaphore is the slot files in a row.
+        if slots.is_none() && meta.is_none() {
+            break;
+        }
+        files.push((path, meta));
+    }
+    let found =
+        file::inspect_each(files).map_err(|failed| cannot_inspect(&failed.path, failed.error))?;
     Ok(report::semaphore(&sem, slots.is_some(), &found))
+}
+
+/// The failure of a file that could not be inspected.
+fn cannot_inspect(path: &Path, error: std::io::Error) -> Failure {
+    Failure::because(
+        exit::IO,
+        &format!("cannot inspect {}", path.display()),
+        error,
+    )
 }
